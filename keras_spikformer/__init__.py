@@ -1,0 +1,42 @@
+"""keras-spikformer: Spikformer spiking transformers for Keras 3."""
+
+from keras_spikformer import convert, layers, neurons
+from keras_spikformer.layers import (
+    DirectEncoding,
+    SpikformerBlock,
+    SpikingConv2D,
+    SpikingDense,
+    SpikingMLP,
+    SpikingPatchSplitting,
+    SpikingSelfAttention,
+)
+from keras_spikformer.models import Spikformer, SpikformerBackbone
+from keras_spikformer.neurons import (
+    ATanSurrogate,
+    LIFNeuron,
+    SigmoidSurrogate,
+    Surrogate,
+    record_spikes,
+)
+from keras_spikformer.version import __version__
+
+__all__ = [
+    "ATanSurrogate",
+    "DirectEncoding",
+    "LIFNeuron",
+    "SigmoidSurrogate",
+    "Spikformer",
+    "SpikformerBackbone",
+    "SpikformerBlock",
+    "SpikingConv2D",
+    "SpikingDense",
+    "SpikingMLP",
+    "SpikingPatchSplitting",
+    "SpikingSelfAttention",
+    "Surrogate",
+    "__version__",
+    "convert",
+    "layers",
+    "neurons",
+    "record_spikes",
+]

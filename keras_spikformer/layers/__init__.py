@@ -1,0 +1,18 @@
+"""Spiking layers: stems, attention, MLPs and blocks."""
+
+from keras_spikformer.layers.direct_encoding import DirectEncoding
+from keras_spikformer.layers.spikformer_block import SpikformerBlock
+from keras_spikformer.layers.spiking_mlp import SpikingMLP
+from keras_spikformer.layers.spiking_patch_splitting import SpikingPatchSplitting
+from keras_spikformer.layers.spiking_self_attention import SpikingSelfAttention
+from keras_spikformer.layers.spiking_units import SpikingConv2D, SpikingDense
+
+__all__ = [
+    "DirectEncoding",
+    "SpikformerBlock",
+    "SpikingConv2D",
+    "SpikingDense",
+    "SpikingMLP",
+    "SpikingPatchSplitting",
+    "SpikingSelfAttention",
+]

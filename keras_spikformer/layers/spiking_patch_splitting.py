@@ -1,0 +1,135 @@
+"""Spiking Patch Splitting (SPS): the convolutional spiking stem of Spikformer."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_spikformer.layers.spiking_units import SpikingConv2D
+from keras_spikformer.layers.time_folding import fold_time, unfold_time
+
+NUM_STAGES = 4
+
+
+def check_patch_size(patch_size):
+    """Raises unless `patch_size` is a power of two the 4 stages can reach."""
+    if patch_size < 1 or patch_size & (patch_size - 1) or patch_size > 2**NUM_STAGES:
+        raise ValueError(
+            f"`patch_size` must be a power of two from 1 to {2**NUM_STAGES} (each of "
+            f"the {NUM_STAGES} SPS stages can halve the resolution once); got "
+            f"{patch_size}. Spikformer uses 4 for CIFAR and 16 for ImageNet/DVS."
+        )
+
+
+def max_pool_3x3_s2(x):
+    """PyTorch `MaxPool2d(3, stride=2, padding=1)`: pads with -inf on every side."""
+    x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf"))
+    return ops.max_pool(x, pool_size=3, strides=2, padding="valid")
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class SpikingPatchSplitting(keras.layers.Layer):
+    """Turns a spike/image sequence into `hidden_dim`-wide spiking tokens.
+
+    Four stages of Conv3x3 -> BN -> LIF with widths D/8, D/4, D/2, D; the
+    last `log2(patch_size)` stages are followed by MaxPool(3, 2, pad 1). A
+    relative position embedding `LIF(BN(Conv3x3(feat))) + feat` follows, and
+    the grid is flattened row-major into tokens (`n = h * W + w`). The output
+    holds values in {0, 1, 2}.
+
+    Args:
+        hidden_dim: int, token features `D`; must be divisible by 8.
+        patch_size: int, a power of two up to 16: the total down-sampling.
+            Defaults to `4`.
+        neuron_config: dict of `LIFNeuron` arguments.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, time, height, width, channels]`, with height and
+    width divisible by `patch_size`.
+    Output shape: `[batch, time, (height/patch) * (width/patch), hidden_dim]`.
+
+    Example:
+    >>> sps = SpikingPatchSplitting(hidden_dim=384, patch_size=4)
+    >>> tokens = sps(keras.random.normal((2, 4, 32, 32, 3)))  # (2, 4, 64, 384)
+
+    References:
+        Zhou et al., ICLR 2023 (arXiv 2209.15425), Section 3.2.
+    """
+
+    def __init__(self, hidden_dim, patch_size=4, neuron_config=None, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_dim % 8:
+            raise ValueError(
+                f"`hidden_dim` must be divisible by 8 (the SPS stages have D/8, D/4 "
+                f"and D/2 channels); got {hidden_dim}."
+            )
+        check_patch_size(patch_size)
+        self.hidden_dim = int(hidden_dim)
+        self.patch_size = int(patch_size)
+        self.neuron_config = dict(neuron_config or {})
+
+    @property
+    def num_pooled_stages(self):
+        return int(math.log2(self.patch_size))
+
+    def build(self, input_shape):
+        if len(input_shape) != 5:
+            raise ValueError(
+                f"{self.name} expects [batch, time, height, width, channels]; got "
+                f"shape {tuple(input_shape)}."
+            )
+        height, width = input_shape[2], input_shape[3]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"Image size {height}x{width} is not divisible by patch_size "
+                f"{self.patch_size}; resize or crop the images to a multiple of "
+                f"{self.patch_size}."
+            )
+        first_pooled = NUM_STAGES - self.num_pooled_stages
+        self.stages = []
+        shape = tuple(input_shape)
+        for i in range(NUM_STAGES):
+            stage = SpikingConv2D(
+                self.hidden_dim // 2 ** (NUM_STAGES - 1 - i),
+                neuron_config=self.neuron_config,
+                name=f"stage_{i}",
+                dtype=self.dtype_policy,
+            )
+            stage.build(shape)
+            shape = stage.compute_output_shape(shape)
+            if i >= first_pooled:
+                shape = shape[:2] + (shape[2] // 2, shape[3] // 2, shape[4])
+            self.stages.append(stage)
+        self.rpe = SpikingConv2D(
+            self.hidden_dim,
+            neuron_config=self.neuron_config,
+            name="rpe",
+            dtype=self.dtype_policy,
+        )
+        self.rpe.build(shape)
+
+    def call(self, inputs, training=None):
+        num_timesteps = inputs.shape[1]
+        first_pooled = NUM_STAGES - self.num_pooled_stages
+        x = inputs
+        for i, stage in enumerate(self.stages):
+            x = stage(x, training=training)
+            if i >= first_pooled:
+                x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
+        x = x + self.rpe(x, training=training)
+        return ops.reshape(x, (-1, num_timesteps, x.shape[2] * x.shape[3], self.hidden_dim))
+
+    def compute_output_shape(self, input_shape):
+        grid = (input_shape[2] // self.patch_size) * (input_shape[3] // self.patch_size)
+        return (input_shape[0], input_shape[1], grid, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "patch_size": self.patch_size,
+                "neuron_config": self.neuron_config,
+            }
+        )
+        return config

@@ -1,0 +1,247 @@
+"""SpikformerBackbone: images or event frames in, spiking tokens out."""
+
+import keras
+
+from keras_spikformer.layers import (
+    DirectEncoding,
+    SpikformerBlock,
+    SpikingPatchSplitting,
+)
+from keras_spikformer.layers.spiking_patch_splitting import check_patch_size
+from keras_spikformer.neurons import get_surrogate
+from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
+
+ENCODINGS = ("direct", "frames")
+
+
+def validate_architecture(
+    image_shape, patch_size, hidden_dim, num_layers, num_heads, mlp_ratio,
+    num_timesteps, encoding,
+):  # fmt: skip
+    """Raises a `ValueError` naming the problem and the fix for impossible configs."""
+    if len(tuple(image_shape)) != 3 or any(int(d) < 1 for d in image_shape):
+        raise ValueError(
+            f"`image_shape` must be (height, width, channels) with positive sizes; "
+            f"got {image_shape}."
+        )
+    if int(num_timesteps) < 1:
+        raise ValueError(
+            f"`num_timesteps` must be an integer >= 1; got {num_timesteps}. "
+            "Spikformer uses 4 for images and 16 for DVS event data."
+        )
+    if encoding not in ENCODINGS:
+        raise ValueError(f"`encoding` must be one of {ENCODINGS}; got {encoding!r}.")
+    if int(num_layers) < 1:
+        raise ValueError(f"`num_layers` must be >= 1; got {num_layers}.")
+    if hidden_dim % 8:
+        raise ValueError(
+            f"`hidden_dim` must be divisible by 8 (the patch-splitting stem has "
+            f"D/8, D/4, D/2 channels); got {hidden_dim}. Try {hidden_dim // 8 * 8 or 8}."
+        )
+    if hidden_dim % num_heads:
+        divisors = [h for h in range(1, hidden_dim + 1) if hidden_dim % h == 0]
+        raise ValueError(
+            f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` "
+            f"({num_heads}); valid head counts include {divisors[:12]}."
+        )
+    if not float(mlp_ratio) > 0:
+        raise ValueError(f"`mlp_ratio` must be positive; got {mlp_ratio}.")
+    check_patch_size(patch_size)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"Image size {height}x{width} is not divisible by patch_size "
+            f"{patch_size}. Use an image size that is a multiple of {patch_size} "
+            f"(e.g. {max(patch_size, height // patch_size * patch_size)})."
+        )
+
+
+def check_input_shape(model, inputs):
+    """Raises a clear `ValueError` when `inputs` cannot feed `model`."""
+    expected = tuple(model.inputs[0].shape[1:])
+    shape = tuple(getattr(inputs, "shape", ()))
+    if len(shape) != len(expected) + 1 or any(
+        e is not None and s is not None and s != e
+        for s, e in zip(shape[1:], expected, strict=False)
+    ):
+        layout = (
+            "[batch, time, height, width, channels]"
+            if len(expected) == 4
+            else "[batch, height, width, channels]"
+        )
+        raise ValueError(
+            f"{model.name} expects inputs of shape (batch, {', '.join(map(str, expected))}) "
+            f"laid out {layout} (channels last); got shape {shape}. Resize the images "
+            "or rebuild the model for this shape, e.g. "
+            "`Spikformer.from_preset(name, image_shape=...)`."
+        )
+
+
+class InputCheckMixin:
+    """Validates the input shape before running the functional graph."""
+
+    def call(self, inputs, training=None, mask=None):
+        check_input_shape(self, inputs)
+        return super().call(inputs, training=training, mask=mask)
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class SpikformerBackbone(InputCheckMixin, keras.Model):
+    """Spikformer feature extractor: SPS stem and Spikformer blocks.
+
+    A functional model: with `encoding="direct"` it takes images
+    `[batch, height, width, channels]` and repeats them over time; with
+    `encoding="frames"` it takes event frames
+    `[batch, time, height, width, channels]`. It returns spiking tokens
+    `[batch, time, tokens, hidden_dim]` (integer counts of the residual stream).
+
+    Args:
+        image_shape: tuple, `(height, width, channels)`. Defaults to `(224, 224, 3)`.
+        patch_size: int, power of two up to 16. Defaults to `16`.
+        hidden_dim: int, token width `D`, divisible by 8 and `num_heads`.
+            Defaults to `384`.
+        num_layers: int, Spikformer blocks. Defaults to `8`.
+        num_heads: int, attention heads. Defaults to `12`.
+        mlp_ratio: float, MLP expansion. Defaults to `4.0`.
+        num_timesteps: int, time steps `T`. Defaults to `4`.
+        qkv_bias: bool, bias on q/k/v (CIFAR reference: True). Defaults to `False`.
+        attention_scale: float, SSA scale (0.125 images, 0.25 DVS). Defaults to `0.125`.
+        encoding: `"direct"` (static images) or `"frames"` (event frames).
+        tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
+            options shared by every neuron (see `LIFNeuron`).
+        attention_v_threshold: float, threshold of the attention neuron. Defaults to `0.5`.
+        dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
+        **kwargs: `name`, `trainable`.
+
+    Example:
+    >>> backbone = SpikformerBackbone(image_shape=(32, 32, 3), patch_size=4,
+    ...     hidden_dim=384, num_layers=4, num_heads=12)
+    >>> tokens = backbone(np.zeros((2, 32, 32, 3)))  # (2, 4, 64, 384)
+
+    References:
+        Zhou et al., "Spikformer: When Spiking Neural Network Meets
+        Transformer", ICLR 2023 (arXiv 2209.15425).
+    """
+
+    def __init__(
+        self,
+        image_shape=(224, 224, 3),
+        patch_size=16,
+        hidden_dim=384,
+        num_layers=8,
+        num_heads=12,
+        mlp_ratio=4.0,
+        num_timesteps=4,
+        qkv_bias=False,
+        attention_scale=0.125,
+        encoding="direct",
+        tau=2.0,
+        v_threshold=1.0,
+        attention_v_threshold=0.5,
+        v_reset=0.0,
+        decay_input=True,
+        detach_reset=True,
+        surrogate="sigmoid",
+        dtype=None,
+        **kwargs,
+    ):
+        validate_architecture(
+            image_shape, patch_size, hidden_dim, num_layers, num_heads, mlp_ratio,
+            num_timesteps, encoding,
+        )  # fmt: skip
+        policy = keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        neuron_config = {
+            "tau": float(tau),
+            "v_threshold": float(v_threshold),
+            "v_reset": None if v_reset is None else float(v_reset),
+            "decay_input": bool(decay_input),
+            "detach_reset": bool(detach_reset),
+            "surrogate": serialize_surrogate(get_surrogate(surrogate)),
+        }
+        image_shape = tuple(int(d) for d in image_shape)
+        num_timesteps = int(num_timesteps)
+
+        # === Functional model ===
+        if encoding == "direct":
+            inputs = keras.Input(shape=image_shape, name="images")
+            x = DirectEncoding(num_timesteps, name="direct_encoding", dtype=policy)(inputs)
+        else:
+            inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
+            x = inputs
+        x = SpikingPatchSplitting(
+            hidden_dim, patch_size, neuron_config=neuron_config,
+            name="patch_embed", dtype=policy,
+        )(x)  # fmt: skip
+        for i in range(num_layers):
+            x = SpikformerBlock(
+                hidden_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                attention_scale=attention_scale,
+                attention_v_threshold=attention_v_threshold,
+                neuron_config=neuron_config,
+                name=f"block_{i}",
+                dtype=policy,
+            )(x)
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+
+        # === Config ===
+        self.image_shape = image_shape
+        self.patch_size = int(patch_size)
+        self.hidden_dim = int(hidden_dim)
+        self.num_layers = int(num_layers)
+        self.num_heads = int(num_heads)
+        self.mlp_ratio = float(mlp_ratio)
+        self.num_timesteps = num_timesteps
+        self.qkv_bias = bool(qkv_bias)
+        self.attention_scale = float(attention_scale)
+        self.encoding = encoding
+        self.tau = neuron_config["tau"]
+        self.v_threshold = neuron_config["v_threshold"]
+        self.attention_v_threshold = float(attention_v_threshold)
+        self.v_reset = neuron_config["v_reset"]
+        self.decay_input = neuron_config["decay_input"]
+        self.detach_reset = neuron_config["detach_reset"]
+        self.surrogate = neuron_config["surrogate"]
+        self.dtype_policy_config = keras.dtype_policies.serialize(policy)
+
+    @property
+    def num_tokens(self):
+        """Tokens per time step: `(height / patch) * (width / patch)`."""
+        h, w, _ = self.image_shape
+        return (h // self.patch_size) * (w // self.patch_size)
+
+    def architecture_config(self):
+        """The architecture arguments (everything but name, trainable, dtype)."""
+        return {
+            "image_shape": list(self.image_shape),
+            "patch_size": self.patch_size,
+            "hidden_dim": self.hidden_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "num_timesteps": self.num_timesteps,
+            "qkv_bias": self.qkv_bias,
+            "attention_scale": self.attention_scale,
+            "encoding": self.encoding,
+            "tau": self.tau,
+            "v_threshold": self.v_threshold,
+            "attention_v_threshold": self.attention_v_threshold,
+            "v_reset": self.v_reset,
+            "decay_input": self.decay_input,
+            "detach_reset": self.detach_reset,
+            "surrogate": self.surrogate,
+        }
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            **self.architecture_config(),
+            "dtype": self.dtype_policy_config,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,20 @@
+"""Spiking neurons and their surrogate gradients."""
+
+from keras_spikformer.neurons.lif_neuron import LIFNeuron
+from keras_spikformer.neurons.recording import SpikeRecord, record_spikes
+from keras_spikformer.neurons.surrogates import (
+    ATanSurrogate,
+    SigmoidSurrogate,
+    Surrogate,
+)
+from keras_spikformer.neurons.surrogates import get as get_surrogate
+
+__all__ = [
+    "ATanSurrogate",
+    "LIFNeuron",
+    "SigmoidSurrogate",
+    "SpikeRecord",
+    "Surrogate",
+    "get_surrogate",
+    "record_spikes",
+]
