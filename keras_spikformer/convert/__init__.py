@@ -3,7 +3,17 @@
 from keras_spikformer.convert.reference_weights import (
     LoadReport,
     load_reference_weights,
+    canonical_name,
     reference_module_map,
+    reference_variable_map,
+    to_keras_layout,
 )
 
-__all__ = ["LoadReport", "load_reference_weights", "reference_module_map"]
+__all__ = [
+    "LoadReport",
+    "canonical_name",
+    "load_reference_weights",
+    "reference_module_map",
+    "reference_variable_map",
+    "to_keras_layout",
+]

@@ -69,8 +69,12 @@ def reference_module_map(model):
     return modules
 
 
-def _variable_map(model):
-    """`{reference parameter name: keras variable}`."""
+def reference_variable_map(model):
+    """Maps reference parameter names (`_linear` spelling) to Keras variables.
+
+    Example:
+    >>> reference_variable_map(model)["head.weight"]  # the head's kernel
+    """
     out = {}
     for module, layer in reference_module_map(model).items():
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -83,7 +87,7 @@ def _variable_map(model):
     return out
 
 
-def _to_keras_layout(name, array, target_shape):
+def to_keras_layout(name, array, target_shape):
     """Transposes a reference tensor into the Keras layout of `target_shape`."""
     array = np.asarray(array)
     if name.endswith(".weight") and array.ndim == 4 and len(target_shape) == 4:
@@ -150,7 +154,7 @@ def load_reference_weights(model, state_dict, strict=True):
     Example:
     >>> report = load_reference_weights(model, dict(np.load("sd.npz")))
     """
-    targets = _variable_map(model)
+    targets = reference_variable_map(model)
     assignments, report = [], LoadReport([], [], [], [], [])
     seen = set()
     for name, value in state_dict.items():
@@ -163,7 +167,7 @@ def load_reference_weights(model, state_dict, strict=True):
             continue
         seen.add(key)
         variable = targets[key]
-        array = _to_keras_layout(key, value, tuple(variable.shape))
+        array = to_keras_layout(key, value, tuple(variable.shape))
         if tuple(array.shape) != tuple(variable.shape):
             report.mismatched.append((name, tuple(variable.shape), tuple(np.shape(value))))
             continue

@@ -1,0 +1,9 @@
+"""Test helpers for keras-spikformer layers and models (KerasHub-style)."""
+
+from keras_spikformer.testing.test_case import (
+    run_layer_test,
+    run_model_saving_test,
+    run_serialization_test,
+)
+
+__all__ = ["run_layer_test", "run_model_saving_test", "run_serialization_test"]

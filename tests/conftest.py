@@ -1,0 +1,40 @@
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+# The reference fixtures (ZK-Zhou/spikformer run with fixed seeds) and the
+# zoo presets that share their configuration.
+FIXTURE_PRESETS = {
+    "cifar10_small": "spikformer_tiny_cifar",
+    "imagenet_small": "spikformer_tiny_imagenet",
+}
+
+
+def pytest_report_header(config):
+    return f"keras backend: {keras.backend.backend()}"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_policy():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def load_fixture(name):
+    """Returns `(npz, config)` of a reference fixture."""
+    npz = np.load(DATA / f"{name}.npz")
+    return npz, json.loads(str(npz["config_json"]))
+
+
+def state_dict_of(npz):
+    return {k[len("sd/") :]: npz[k] for k in npz.files if k.startswith("sd/")}
+
+
+def images_of(npz):
+    """The fixture's NCHW input batch as NHWC."""
+    return npz["input"].transpose(0, 2, 3, 1)

@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_spikformer import (
+    DirectEncoding,
+    SpikformerBlock,
+    SpikingConv2D,
+    SpikingDense,
+    SpikingMLP,
+    SpikingPatchSplitting,
+    SpikingSelfAttention,
+    record_spikes,
+)
+from keras_spikformer.layers.spiking_patch_splitting import max_pool_3x3_s2
+from keras_spikformer.testing import run_layer_test
+
+NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, input_shape, output_shape",
+    [
+        (SpikingDense, {"units": 16, "use_bias": False}, (2, 3, 5, 8), (2, 3, 5, 16)),
+        (SpikingConv2D, {"filters": 8}, (2, 2, 8, 8, 3), (2, 2, 8, 8, 8)),
+        (SpikingSelfAttention, {"hidden_dim": 16, "num_heads": 2, "neuron_config": NEURON}, (2, 2, 4, 16), (2, 2, 4, 16)),
+        (SpikingMLP, {"hidden_dim": 16, "mlp_ratio": 2.0}, (2, 2, 4, 16), (2, 2, 4, 16)),
+        (SpikformerBlock, {"hidden_dim": 16, "num_heads": 4, "qkv_bias": True}, (2, 2, 4, 16), (2, 2, 4, 16)),
+        (SpikingPatchSplitting, {"hidden_dim": 16, "patch_size": 4}, (2, 2, 16, 16, 3), (2, 2, 16, 16)),
+        (SpikingPatchSplitting, {"hidden_dim": 16, "patch_size": 16}, (1, 2, 32, 32, 2), (1, 2, 4, 16)),
+        (DirectEncoding, {"num_timesteps": 3}, (2, 8, 8, 3), (2, 3, 8, 8, 3)),
+    ],
+)
+def test_layer_contract(cls, kwargs, input_shape, output_shape):
+    run_layer_test(
+        cls, kwargs, input_shape, output_shape, run_training=cls is not DirectEncoding
+    )
+
+
+def _binary(shape, seed):
+    return (np.random.default_rng(seed).random(shape) < 0.3).astype("float32")
+
+
+def test_attention_product_orders_are_bit_identical():
+    q, k, v = (_binary((3, 2, 20, 8), s) for s in range(3))
+    kt = np.swapaxes(k, -1, -2)
+    left = ops.matmul(ops.matmul(q, kt), v)
+    right = ops.matmul(q, ops.matmul(kt, v))
+    np.testing.assert_array_equal(ops.convert_to_numpy(left), ops.convert_to_numpy(right))
+
+
+@pytest.mark.parametrize("num_tokens", [4, 64])  # N < head size and N > head size
+def test_attention_matches_numpy_reference(num_tokens):
+    layer = SpikingSelfAttention(hidden_dim=32, num_heads=2, qkv_bias=True)
+    x = _binary((2, 2, num_tokens, 32), 5) * 2
+    with record_spikes() as record:
+        out = ops.convert_to_numpy(layer(x))
+    q, k, v = (ops.convert_to_numpy(record.last(getattr(layer, n).lif)) for n in "qkv")
+    heads = lambda t: t.reshape(t.shape[:3] + (2, 16)).transpose(0, 1, 3, 2, 4)
+    attn = heads(q) @ np.swapaxes(heads(k), -1, -2) @ heads(v) * 0.125
+    merged = attn.transpose(0, 1, 3, 2, 4).reshape(x.shape)
+    attn_spikes = ops.convert_to_numpy(layer.attn_lif(merged))
+    np.testing.assert_array_equal(ops.convert_to_numpy(record.last(layer.attn_lif)), attn_spikes)
+    np.testing.assert_array_equal(out, ops.convert_to_numpy(layer.proj(attn_spikes)))
+
+
+def test_max_pool_matches_pytorch_windows_and_gradient():
+    # PyTorch MaxPool2d(3, 2, padding=1) on a 4x4 ramp: windows centred on
+    # even rows/columns, so outputs come from rows/cols {1, 3}.
+    x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    out = ops.convert_to_numpy(max_pool_3x3_s2(x))[0, :, :, 0]
+    np.testing.assert_array_equal(out, [[5, 7], [13, 15]])
+    # An all-zero window (spikes never negative) must send its gradient to a
+    # real pixel, never to the padding.
+    if keras.backend.backend() == "jax":
+        import jax
+
+        grad = np.asarray(jax.grad(lambda t: max_pool_3x3_s2(t).sum())(np.zeros_like(x)))
+        assert grad.sum() == 4.0
+
+
+def test_bad_layer_configs_raise_clear_errors():
+    with pytest.raises(ValueError, match="divisible by `num_heads`"):
+        SpikingSelfAttention(hidden_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        SpikingPatchSplitting(hidden_dim=36)
+    with pytest.raises(ValueError, match="power of two"):
+        SpikingPatchSplitting(hidden_dim=32, patch_size=6)
+    with pytest.raises(ValueError, match="not divisible by patch_size"):
+        SpikingPatchSplitting(hidden_dim=32, patch_size=4)(np.zeros((1, 2, 18, 16, 3), "float32"))
+    with pytest.raises(ValueError, match="num_timesteps"):
+        DirectEncoding(0)
