@@ -41,7 +41,9 @@ def catalogue():
     out = {}
     for name in preset_names():
         path = zoo_dir() / name
-        meta = read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else {}
+        meta = (
+            read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else {}
+        )
         out[name] = {**meta, "has_weights": (path / WEIGHTS_FILE).is_file()}
     return out
 
@@ -168,6 +170,8 @@ def save(model, directory, overwrite=False):
         }
     )
     with atomic_directory(directory, overwrite=overwrite) as tmp:
-        write_json(tmp / CONFIG_FILE, {"class_name": type(model).__name__, "config": config})
+        write_json(
+            tmp / CONFIG_FILE, {"class_name": type(model).__name__, "config": config}
+        )
         write_json(tmp / METADATA_FILE, metadata)
         model.save_weights(tmp / WEIGHTS_FILE)

@@ -24,11 +24,36 @@ NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
     [
         (SpikingDense, {"units": 16, "use_bias": False}, (2, 3, 5, 8), (2, 3, 5, 16)),
         (SpikingConv2D, {"filters": 8}, (2, 2, 8, 8, 3), (2, 2, 8, 8, 8)),
-        (SpikingSelfAttention, {"hidden_dim": 16, "num_heads": 2, "neuron_config": NEURON}, (2, 2, 4, 16), (2, 2, 4, 16)),
-        (SpikingMLP, {"hidden_dim": 16, "mlp_ratio": 2.0}, (2, 2, 4, 16), (2, 2, 4, 16)),
-        (SpikformerBlock, {"hidden_dim": 16, "num_heads": 4, "qkv_bias": True}, (2, 2, 4, 16), (2, 2, 4, 16)),
-        (SpikingPatchSplitting, {"hidden_dim": 16, "patch_size": 4}, (2, 2, 16, 16, 3), (2, 2, 16, 16)),
-        (SpikingPatchSplitting, {"hidden_dim": 16, "patch_size": 16}, (1, 2, 32, 32, 2), (1, 2, 4, 16)),
+        (
+            SpikingSelfAttention,
+            {"hidden_dim": 16, "num_heads": 2, "neuron_config": NEURON},
+            (2, 2, 4, 16),
+            (2, 2, 4, 16),
+        ),
+        (
+            SpikingMLP,
+            {"hidden_dim": 16, "mlp_ratio": 2.0},
+            (2, 2, 4, 16),
+            (2, 2, 4, 16),
+        ),
+        (
+            SpikformerBlock,
+            {"hidden_dim": 16, "num_heads": 4, "qkv_bias": True},
+            (2, 2, 4, 16),
+            (2, 2, 4, 16),
+        ),
+        (
+            SpikingPatchSplitting,
+            {"hidden_dim": 16, "patch_size": 4},
+            (2, 2, 16, 16, 3),
+            (2, 2, 16, 16),
+        ),
+        (
+            SpikingPatchSplitting,
+            {"hidden_dim": 16, "patch_size": 16},
+            (1, 2, 32, 32, 2),
+            (1, 2, 4, 16),
+        ),
         (DirectEncoding, {"num_timesteps": 3}, (2, 8, 8, 3), (2, 3, 8, 8, 3)),
     ],
 )
@@ -47,7 +72,9 @@ def test_attention_product_orders_are_bit_identical():
     kt = np.swapaxes(k, -1, -2)
     left = ops.matmul(ops.matmul(q, kt), v)
     right = ops.matmul(q, ops.matmul(kt, v))
-    np.testing.assert_array_equal(ops.convert_to_numpy(left), ops.convert_to_numpy(right))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(left), ops.convert_to_numpy(right)
+    )
 
 
 @pytest.mark.parametrize("num_tokens", [4, 64])  # N < head size and N > head size
@@ -57,11 +84,16 @@ def test_attention_matches_numpy_reference(num_tokens):
     with record_spikes() as record:
         out = ops.convert_to_numpy(layer(x))
     q, k, v = (ops.convert_to_numpy(record.last(getattr(layer, n).lif)) for n in "qkv")
-    heads = lambda t: t.reshape(t.shape[:3] + (2, 16)).transpose(0, 1, 3, 2, 4)
+
+    def heads(t):
+        return t.reshape(t.shape[:3] + (2, 16)).transpose(0, 1, 3, 2, 4)
+
     attn = heads(q) @ np.swapaxes(heads(k), -1, -2) @ heads(v) * 0.125
     merged = attn.transpose(0, 1, 3, 2, 4).reshape(x.shape)
     attn_spikes = ops.convert_to_numpy(layer.attn_lif(merged))
-    np.testing.assert_array_equal(ops.convert_to_numpy(record.last(layer.attn_lif)), attn_spikes)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(record.last(layer.attn_lif)), attn_spikes
+    )
     np.testing.assert_array_equal(out, ops.convert_to_numpy(layer.proj(attn_spikes)))
 
 
@@ -76,7 +108,9 @@ def test_max_pool_matches_pytorch_windows_and_gradient():
     if keras.backend.backend() == "jax":
         import jax
 
-        grad = np.asarray(jax.grad(lambda t: max_pool_3x3_s2(t).sum())(np.zeros_like(x)))
+        grad = np.asarray(
+            jax.grad(lambda t: max_pool_3x3_s2(t).sum())(np.zeros_like(x))
+        )
         assert grad.sum() == 4.0
 
 
@@ -88,6 +122,8 @@ def test_bad_layer_configs_raise_clear_errors():
     with pytest.raises(ValueError, match="power of two"):
         SpikingPatchSplitting(hidden_dim=32, patch_size=6)
     with pytest.raises(ValueError, match="not divisible by patch_size"):
-        SpikingPatchSplitting(hidden_dim=32, patch_size=4)(np.zeros((1, 2, 18, 16, 3), "float32"))
+        SpikingPatchSplitting(hidden_dim=32, patch_size=4)(
+            np.zeros((1, 2, 18, 16, 3), "float32")
+        )
     with pytest.raises(ValueError, match="num_timesteps"):
         DirectEncoding(0)

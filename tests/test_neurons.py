@@ -29,7 +29,9 @@ def simulate_lif(x, tau=2.0, v_th=1.0, v_reset=0.0, decay_input=True):
 def test_lif_hand_computed_sequence():
     # Constant input 1.5, tau 2: H = 0.75 (no spike), 1.125 (spike, reset),
     # 0.75, 1.125 ... ; a tie at exactly v_th fires.
-    x = np.array([[[1.5], [1.5], [1.5], [1.5]], [[2.0], [0.0], [2.0], [2.0]]], "float32")
+    x = np.array(
+        [[[1.5], [1.5], [1.5], [1.5]], [[2.0], [0.0], [2.0], [2.0]]], "float32"
+    )
     out = ops.convert_to_numpy(LIFNeuron()(x))
     np.testing.assert_array_equal(out[0, :, 0], [0, 1, 0, 1])
     np.testing.assert_array_equal(out[1, :, 0], [1, 0, 1, 1])  # H = 1.0 >= 1.0 fires
@@ -76,7 +78,9 @@ def test_lif_rejects_bad_arguments_and_shapes():
 
 
 def test_lif_layer_contract():
-    run_layer_test(LIFNeuron, {"v_threshold": 0.5}, (2, 3, 4, 8), (2, 3, 4, 8), run_training=False)
+    run_layer_test(
+        LIFNeuron, {"v_threshold": 0.5}, (2, 3, 4, 8), (2, 3, 4, 8), run_training=False
+    )
     run_serialization_test(LIFNeuron(surrogate=ATanSurrogate(alpha=3.0), v_reset=None))
 
 
@@ -89,7 +93,8 @@ def test_lif_mixed_precision_keeps_float32_membrane():
     mixed = LIFNeuron(dtype="mixed_bfloat16")(x)
     assert ops.dtype(mixed) == "bfloat16"
     np.testing.assert_array_equal(
-        ops.convert_to_numpy(ops.cast(mixed, "float32")), ops.convert_to_numpy(LIFNeuron()(x))
+        ops.convert_to_numpy(ops.cast(mixed, "float32")),
+        ops.convert_to_numpy(LIFNeuron()(x)),
     )
 
 
@@ -117,14 +122,22 @@ def _grad(fn, x):
 @pytest.mark.parametrize(
     "surrogate, derivative",
     [
-        (SigmoidSurrogate(), lambda x: 4 / (1 + np.exp(-4 * x)) * (1 - 1 / (1 + np.exp(-4 * x)))),
-        (SigmoidSurrogate(alpha=2.0), lambda x: 2 / (1 + np.exp(-2 * x)) * (1 - 1 / (1 + np.exp(-2 * x)))),
+        (
+            SigmoidSurrogate(),
+            lambda x: 4 / (1 + np.exp(-4 * x)) * (1 - 1 / (1 + np.exp(-4 * x))),
+        ),
+        (
+            SigmoidSurrogate(alpha=2.0),
+            lambda x: 2 / (1 + np.exp(-2 * x)) * (1 - 1 / (1 + np.exp(-2 * x))),
+        ),
         (ATanSurrogate(), lambda x: 2 / 2 / (1 + (math.pi / 2 * 2 * x) ** 2)),
     ],
 )
 def test_surrogate_forward_and_gradient(surrogate, derivative):
     x = np.linspace(-2, 2, 41).astype("float32")
-    np.testing.assert_array_equal(ops.convert_to_numpy(surrogate(x)), (x >= 0).astype("float32"))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(surrogate(x)), (x >= 0).astype("float32")
+    )
     # float32 sg * (1 - sg) cancels for large x, as it does in SpikingJelly.
     np.testing.assert_allclose(_grad(surrogate, x), derivative(x), rtol=1e-5, atol=1e-6)
 
@@ -155,4 +168,6 @@ def test_record_spikes_captures_eager_calls_only_inside_block():
         out = lif(x)
     lif(x)
     assert list(record) == [lif] and len(record[lif]) == 1
-    np.testing.assert_array_equal(ops.convert_to_numpy(record.last(lif)), ops.convert_to_numpy(out))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(record.last(lif)), ops.convert_to_numpy(out)
+    )

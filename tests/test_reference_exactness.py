@@ -65,7 +65,9 @@ def test_eval_logits_and_every_spike_match(name):
     assert len(spike_keys) == 12
     for key in spike_keys:
         reference = npz[key]
-        ours = to_reference_layout(ops.convert_to_numpy(record.last(modules[key[4:]])), reference)
+        ours = to_reference_layout(
+            ops.convert_to_numpy(record.last(modules[key[4:]])), reference
+        )
         flips = int(np.sum(ours != reference))
         assert flips == 0, f"{key}: {flips} spikes differ from the reference"
 
@@ -113,7 +115,9 @@ def test_train_step_loss_and_gradients_match(name):
     loss, grads = _loss_and_gradients(model, images_of(npz), npz["train/labels"])
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)
 
-    by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads, strict=False)}
+    by_variable = {
+        id(v): g for v, g in zip(model.trainable_variables, grads, strict=False)
+    }
     variables = reference_variable_map(model)
     compared = 0
     for key in (k for k in npz.files if k.startswith("grad/") and k != "grad/input"):

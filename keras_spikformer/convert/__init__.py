@@ -2,8 +2,8 @@
 
 from keras_spikformer.convert.reference_weights import (
     LoadReport,
-    load_reference_weights,
     canonical_name,
+    load_reference_weights,
     reference_module_map,
     reference_variable_map,
     to_keras_layout,

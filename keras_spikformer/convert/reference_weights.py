@@ -7,7 +7,9 @@ import keras
 import numpy as np
 
 # Reference parameters that exist but take no part in the forward pass.
-_UNUSED = re.compile(r"^(block\.\d+\.norm[12]\.(weight|bias)|pos_embed|norm\.(weight|bias))$")
+_UNUSED = re.compile(
+    r"^(block\.\d+\.norm[12]\.(weight|bias)|pos_embed|norm\.(weight|bias))$"
+)
 # Batch-norm bookkeeping that Keras does not keep.
 _IGNORED = re.compile(r"\.num_batches_tracked$")
 # ImageNet/DVS references name their 1x1 convolutions `*_conv`, CIFAR `*_linear`.
@@ -59,11 +61,15 @@ def reference_module_map(model):
         block = backbone.get_layer(f"block_{i}")
         for name in ("q", "k", "v", "proj"):
             layer = getattr(block.attn, name)
-            unit(f"block.{i}.attn.", layer, f"{name}_linear", f"{name}_bn", f"{name}_lif")
+            unit(
+                f"block.{i}.attn.", layer, f"{name}_linear", f"{name}_bn", f"{name}_lif"
+            )
         modules[f"block.{i}.attn.attn_lif"] = block.attn.attn_lif
         for name in ("fc1", "fc2"):
             layer = getattr(block.mlp, name)
-            unit(f"block.{i}.mlp.", layer, f"{name}_linear", f"{name}_bn", f"{name}_lif")
+            unit(
+                f"block.{i}.mlp.", layer, f"{name}_linear", f"{name}_bn", f"{name}_lif"
+            )
     if backbone is not model:
         modules["head"] = model.get_layer("head")
     return modules
@@ -91,7 +97,9 @@ def to_keras_layout(name, array, target_shape):
     """Transposes a reference tensor into the Keras layout of `target_shape`."""
     array = np.asarray(array)
     if name.endswith(".weight") and array.ndim == 4 and len(target_shape) == 4:
-        return array.transpose(2, 3, 1, 0)  # conv [out, in, kh, kw] -> [kh, kw, in, out]
+        return array.transpose(
+            2, 3, 1, 0
+        )  # conv [out, in, kh, kw] -> [kh, kw, in, out]
     if name.endswith(".weight") and len(target_shape) == 2:
         if array.ndim > 2 and all(d == 1 for d in array.shape[2:]):
             array = array.reshape(array.shape[:2])  # 1x1 conv [out, in, 1(, 1)]
@@ -122,11 +130,17 @@ class LoadReport:
     def describe(self):
         lines = [f"loaded {len(self.loaded)} tensors, ignored {len(self.ignored)}"]
         if self.missing:
-            lines.append(f"missing from the checkpoint ({len(self.missing)}): {self.missing}")
+            lines.append(
+                f"missing from the checkpoint ({len(self.missing)}): {self.missing}"
+            )
         if self.unexpected:
-            lines.append(f"unexpected in the checkpoint ({len(self.unexpected)}): {self.unexpected}")
+            lines.append(
+                f"unexpected in the checkpoint ({len(self.unexpected)}): {self.unexpected}"
+            )
         for name, want, got in self.mismatched:
-            lines.append(f"shape mismatch for {name}: model needs {want}, checkpoint has {got}")
+            lines.append(
+                f"shape mismatch for {name}: model needs {want}, checkpoint has {got}"
+            )
         return "\n".join(lines)
 
 
@@ -169,7 +183,9 @@ def load_reference_weights(model, state_dict, strict=True):
         variable = targets[key]
         array = to_keras_layout(key, value, tuple(variable.shape))
         if tuple(array.shape) != tuple(variable.shape):
-            report.mismatched.append((name, tuple(variable.shape), tuple(np.shape(value))))
+            report.mismatched.append(
+                (name, tuple(variable.shape), tuple(np.shape(value)))
+            )
             continue
         assignments.append((variable, array))
         report.loaded.append(name)

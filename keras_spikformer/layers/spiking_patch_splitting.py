@@ -117,7 +117,9 @@ class SpikingPatchSplitting(keras.layers.Layer):
             if i >= first_pooled:
                 x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
         x = x + self.rpe(x, training=training)
-        return ops.reshape(x, (-1, num_timesteps, x.shape[2] * x.shape[3], self.hidden_dim))
+        return ops.reshape(
+            x, (-1, num_timesteps, x.shape[2] * x.shape[3], self.hidden_dim)
+        )
 
     def compute_output_shape(self, input_shape):
         grid = (input_shape[2] // self.patch_size) * (input_shape[3] // self.patch_size)

@@ -78,7 +78,9 @@ class SpikingSelfAttention(keras.layers.Layer):
         self.k = unit("k", self.qkv_bias)
         self.v = unit("v", self.qkv_bias)
         attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
-        self.attn_lif = LIFNeuron(**attn_config, name="attn_lif", dtype=self.dtype_policy)
+        self.attn_lif = LIFNeuron(
+            **attn_config, name="attn_lif", dtype=self.dtype_policy
+        )
         self.attn_lif.build(input_shape)
         self.proj = unit("proj", True)
 
@@ -103,7 +105,9 @@ class SpikingSelfAttention(keras.layers.Layer):
         else:
             x = ops.matmul(q, ops.matmul(k_t, v))
         x = x * ops.cast(self.attention_scale, x.dtype)
-        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.hidden_dim))
+        x = ops.reshape(
+            ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.hidden_dim)
+        )
         x = self.attn_lif(unfold_time(x, num_timesteps))
         return self.proj(x, training=training)
 

@@ -102,7 +102,9 @@ class Spikformer(InputCheckMixin, keras.Model):
         )
 
         # === Functional model ===
-        inputs = keras.Input(shape=backbone.inputs[0].shape[1:], name=backbone.inputs[0].name)
+        inputs = keras.Input(
+            shape=backbone.inputs[0].shape[1:], name=backbone.inputs[0].name
+        )
         tokens = backbone(inputs)
         features = ops.mean(ops.mean(tokens, axis=2), axis=1)  # tokens, then time
         outputs = head(features)

@@ -69,10 +69,13 @@ def check_input_shape(model, inputs):
             if len(expected) == 4
             else "[batch, height, width, channels]"
         )
+        hint = ""
+        if len(shape) == len(expected) + 1 and shape[-3] == expected[-1]:
+            hint = " The input looks channels-first: move channels last first."
         raise ValueError(
             f"{model.name} expects inputs of shape (batch, {', '.join(map(str, expected))}) "
-            f"laid out {layout} (channels last); got shape {shape}. Resize the images "
-            "or rebuild the model for this shape, e.g. "
+            f"laid out {layout} (channels last); got shape {shape}.{hint} Resize the "
+            "images or rebuild the model for this shape, e.g. "
             "`Spikformer.from_preset(name, image_shape=...)`."
         )
 
@@ -80,9 +83,9 @@ def check_input_shape(model, inputs):
 class InputCheckMixin:
     """Validates the input shape before running the functional graph."""
 
-    def call(self, inputs, training=None, mask=None):
+    def __call__(self, inputs, *args, **kwargs):
         check_input_shape(self, inputs)
-        return super().call(inputs, training=training, mask=mask)
+        return super().__call__(inputs, *args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
@@ -149,7 +152,9 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
             image_shape, patch_size, hidden_dim, num_layers, num_heads, mlp_ratio,
             num_timesteps, encoding,
         )  # fmt: skip
-        policy = keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        policy = (
+            keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        )
         neuron_config = {
             "tau": float(tau),
             "v_threshold": float(v_threshold),
@@ -164,7 +169,9 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         # === Functional model ===
         if encoding == "direct":
             inputs = keras.Input(shape=image_shape, name="images")
-            x = DirectEncoding(num_timesteps, name="direct_encoding", dtype=policy)(inputs)
+            x = DirectEncoding(num_timesteps, name="direct_encoding", dtype=policy)(
+                inputs
+            )
         else:
             inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
             x = inputs

@@ -11,7 +11,9 @@ def run_serialization_test(layer):
     clone = type(layer).from_config(config)
     assert type(clone) is type(layer)
     assert clone.get_config() == config
-    revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    revived = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
     assert type(revived) is type(layer)
     assert revived.get_config() == config
     return clone
@@ -47,12 +49,16 @@ def run_layer_test(
     eager = layer(x)
     assert tuple(eager.shape) == tuple(expected_output_shape)
     assert np.all(np.isfinite(ops.convert_to_numpy(eager)))
-    assert tuple(layer.compute_output_shape(input_shape)) == tuple(expected_output_shape)
+    assert tuple(layer.compute_output_shape(input_shape)) == tuple(
+        expected_output_shape
+    )
 
     if run_training:
         inputs = keras.Input(batch_shape=input_shape)
         trained = layer_cls(**init_kwargs)
-        outputs = ops.mean(trained(inputs), axis=tuple(range(1, len(expected_output_shape))))
+        outputs = ops.mean(
+            trained(inputs), axis=tuple(range(1, len(expected_output_shape)))
+        )
         model = keras.Model(inputs, outputs)
         before = [ops.convert_to_numpy(w) for w in trained.trainable_weights]
         model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse", jit_compile=True)

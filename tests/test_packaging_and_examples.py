@@ -1,0 +1,81 @@
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_digits_quickstart_runs_end_to_end(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import digits_quickstart
+    finally:
+        sys.path.pop(0)
+    accuracy = digits_quickstart.main(
+        ["--epochs", "2", "--limit", "400", "--output", str(tmp_path)]
+    )
+    assert 0.0 <= accuracy <= 1.0
+    assert (tmp_path / "model.keras").is_file()
+    assert "identical predictions: True" in capsys.readouterr().out
+
+
+@pytest.mark.large
+def test_zoo_ships_inside_the_wheel(tmp_path):
+    """`from_preset` works from an installed (non-editable) wheel, outside the source tree."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("keras_spikformer-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "keras_spikformer/zoo/spikformer_8_768_imagenet/config.json" in names
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    script = (
+        "import keras_spikformer as ks, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "print(ks.__file__)\n"
+        "print(len(ks.Spikformer.presets))\n"
+        "m = ks.Spikformer.from_preset('spikformer_tiny_cifar')\n"
+        "print(m.output.shape[-1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out[0].startswith(str(site))
+    assert int(out[1]) >= 15 and out[2] == "10"
