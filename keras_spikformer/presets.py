@@ -75,12 +75,13 @@ def resolve(preset):
     )
 
 
-def read_config(directory, cls):
+def read_config(directory, class_name="Spikformer"):
+    """The constructor arguments stored in a preset directory's config.json."""
     data = read_json(Path(directory) / CONFIG_FILE)
-    if data.get("class_name") != cls.__name__ or "config" not in data:
+    if data.get("class_name") != class_name or "config" not in data:
         raise ValueError(
             f"{directory}/{CONFIG_FILE} describes {data.get('class_name')!r}, not "
-            f"{cls.__name__}; load it with the matching class."
+            f"{class_name}; load it with the matching class."
         )
     return dict(data["config"])
 
@@ -100,7 +101,7 @@ def load(cls, preset, load_weights=None, **overrides):
     """Builds `cls` from `preset`; see `Spikformer.from_preset`."""
     _check_overrides(cls, overrides)
     directory = resolve(preset)
-    config = read_config(directory, cls)
+    config = read_config(directory, cls.__name__)
     weights = directory / WEIGHTS_FILE
     if load_weights and not weights.is_file():
         raise ValueError(

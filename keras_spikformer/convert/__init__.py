@@ -1,5 +1,13 @@
 """Bringing reference (PyTorch) Spikformer weights into Keras."""
 
+from keras_spikformer.convert.architecture import ArchitectureError, infer_architecture
+from keras_spikformer.convert.checkpoint_files import (
+    CheckpointFormatError,
+    UnsafeCheckpointError,
+    read_checkpoint,
+    read_state_dict,
+)
+from keras_spikformer.convert.converter import ConversionReport, convert_checkpoint
 from keras_spikformer.convert.reference_weights import (
     LoadReport,
     canonical_name,
@@ -10,7 +18,15 @@ from keras_spikformer.convert.reference_weights import (
 )
 
 __all__ = [
+    "ArchitectureError",
+    "CheckpointFormatError",
+    "ConversionReport",
     "LoadReport",
+    "UnsafeCheckpointError",
+    "convert_checkpoint",
+    "infer_architecture",
+    "read_checkpoint",
+    "read_state_dict",
     "canonical_name",
     "load_reference_weights",
     "reference_module_map",

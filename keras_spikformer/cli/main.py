@@ -1,0 +1,35 @@
+"""`keras-spikformer COMMAND ...`: one entry point, one module per command."""
+
+import argparse
+import sys
+
+from keras_spikformer.cli import convert_command
+from keras_spikformer.version import __version__
+
+COMMANDS = {"convert": convert_command}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-spikformer",
+        description="Spikformer for Keras 3: convert reference checkpoints, train, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(subparsers, name)
+    return parser
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit code (2 for user errors)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"keras-spikformer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
