@@ -18,6 +18,7 @@ from keras_spikformer.neurons import (
     Surrogate,
     record_spikes,
 )
+from keras_spikformer.training import schedules as _schedules  # noqa: F401  (registers the LR schedule for load_model)
 from keras_spikformer.version import __version__
 
 __all__ = [

@@ -158,6 +158,15 @@ def count_trainable_params(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+def _model_weights_only(model):
+    """`model` without its optimizer (whose state `save_weights` would also store)."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def save(model, directory, overwrite=False):
     """Writes `model` as a preset directory; see `Spikformer.save_to_preset`."""
     config = model.get_config()
@@ -175,4 +184,4 @@ def save(model, directory, overwrite=False):
             tmp / CONFIG_FILE, {"class_name": type(model).__name__, "config": config}
         )
         write_json(tmp / METADATA_FILE, metadata)
-        model.save_weights(tmp / WEIGHTS_FILE)
+        _model_weights_only(model).save_weights(tmp / WEIGHTS_FILE)

@@ -3,10 +3,15 @@
 import argparse
 import sys
 
-from keras_spikformer.cli import convert_command
+from keras_spikformer.cli import convert_command, train_command
 from keras_spikformer.version import __version__
 
-COMMANDS = {"convert": convert_command}
+# name -> (add the subparser, run it)
+COMMANDS = {
+    "convert": (convert_command.add_parser, convert_command.run),
+    "train": (train_command.add_train_parser, train_command.run_train),
+    "evaluate": (train_command.add_evaluate_parser, train_command.run_evaluate),
+}
 
 
 def build_parser():
@@ -16,8 +21,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=__version__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
-        module.add_parser(subparsers, name)
+    for name, (add_parser, _) in COMMANDS.items():
+        add_parser(subparsers, name)
     return parser
 
 
@@ -25,7 +30,7 @@ def main(argv=None):
     """Runs the command line; returns the exit code (2 for user errors)."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command].run(args) or 0
+        return COMMANDS[args.command][1](args) or 0
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"keras-spikformer {args.command}: error: {error}", file=sys.stderr)
         return 2

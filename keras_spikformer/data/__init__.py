@@ -1,0 +1,35 @@
+"""Data pipelines: image datasets, neuromorphic event data, the recipe's augmentation."""
+
+from keras_spikformer.data.augment import (
+    make_eval_preprocess,
+    make_event_train_augment,
+    make_train_augment,
+)
+from keras_spikformer.data.event_datasets import event_frames_dataset
+from keras_spikformer.data.event_frames import (
+    integrate_events_to_frames,
+    integrate_to_frames_cached,
+)
+from keras_spikformer.data.events import read_events
+from keras_spikformer.data.image_datasets import (
+    ImageData,
+    digits,
+    image_folder,
+    tfds_images,
+)
+from keras_spikformer.data.registry import load_dataset
+
+__all__ = [
+    "ImageData",
+    "digits",
+    "event_frames_dataset",
+    "image_folder",
+    "integrate_events_to_frames",
+    "integrate_to_frames_cached",
+    "load_dataset",
+    "make_eval_preprocess",
+    "make_event_train_augment",
+    "make_train_augment",
+    "read_events",
+    "tfds_images",
+]

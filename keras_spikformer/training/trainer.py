@@ -1,0 +1,328 @@
+"""Train and evaluate presets: the engine behind `keras-spikformer train | evaluate`."""
+
+import json
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import keras
+
+from keras_spikformer import presets
+from keras_spikformer.data.registry import load_dataset
+from keras_spikformer.io_utils import write_json
+from keras_spikformer.training.callbacks import MixupOffCallback
+from keras_spikformer.training.recipe import Recipe
+
+BACKUP_DIR = "backup"
+METRICS_FILE = "metrics.json"
+
+
+def _jit_compile():
+    return keras.backend.backend() in ("tensorflow", "jax")
+
+
+def build_model(preset, weights="none", num_classes=None, dtype=None):
+    """A `Spikformer` for training or evaluation.
+
+    Args:
+        preset: zoo name or preset directory (the architecture).
+        weights: `"none"` (fresh), `"preset"` (the preset's weights) or a path
+            to a preset directory or a `.keras` file.
+        num_classes: new head size, or `None` to keep the preset's.
+        dtype: dtype policy, e.g. `"mixed_bfloat16"`.
+    """
+    from keras_spikformer.models import Spikformer
+
+    overrides = {k: v for k, v in (("num_classes", num_classes), ("dtype", dtype)) if v}
+    if weights in ("none", "preset"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore" if weights == "none" else "default")
+            return Spikformer.from_preset(
+                preset, load_weights=weights == "preset", **overrides
+            )
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        return Spikformer.from_preset(str(path), load_weights=True, **overrides)
+    if path.suffix == ".keras" and path.is_file():
+        source = keras.saving.load_model(path)
+        model = Spikformer.from_preset(preset, load_weights=False, **overrides)
+        skipped = presets.transfer_weights(source, model)
+        if skipped:
+            warnings.warn(
+                f"Freshly initialised (shape differs from {path}): {skipped}",
+                stacklevel=2,
+            )
+        return model
+    raise FileNotFoundError(
+        f"--weights {weights!r}: expected 'none', 'preset', a preset directory or a "
+        ".keras file."
+    )
+
+
+def _preprocessors(recipe, model, seed, augment):
+    """`(train_augment or None, eval_map)` for the model's kind of input."""
+    import tensorflow as tf
+
+    from keras_spikformer.data import augment as aug
+
+    num_classes = model.num_classes
+    if model.backbone.encoding == "frames":
+        train_aug = (
+            aug.make_event_train_augment(recipe, num_classes, seed=seed)
+            if augment
+            else None
+        )
+
+        def eval_map(frames, labels):
+            return frames, tf.one_hot(labels, num_classes)
+
+        return train_aug, eval_map
+    size = model.backbone.image_shape[:2]
+    train_aug = (
+        aug.make_train_augment(recipe, size, num_classes, seed=seed)
+        if augment
+        else None
+    )
+    return train_aug, aug.make_eval_preprocess(recipe, size, num_classes)
+
+
+def _train_pipeline(data, batch_size, seed, start_epoch, epochs, preprocess):
+    """Batched, preprocessed training batches for epochs `start_epoch..epochs-1`.
+
+    The order of epoch `e` depends only on `(seed, e)`, so a resumed run sees
+    the same batches as an uninterrupted one.
+    """
+    import tensorflow as tf
+
+    steps = data.num_train // batch_size
+
+    def epoch(e):
+        order = data.train.shuffle(
+            min(data.num_train, 50_000),
+            seed=seed * 10007 + e,
+            reshuffle_each_iteration=False,
+        )
+        return order.batch(batch_size, drop_remainder=True).take(steps)
+
+    train = _concatenate([epoch(e) for e in range(start_epoch, epochs)])
+    return train.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def _concatenate(datasets):
+    """Concatenates as a balanced tree (depth log2(n), not n)."""
+    if not datasets:
+        raise ValueError(
+            "Nothing left to train: the run already reached its last epoch."
+        )
+    while len(datasets) > 1:
+        pairs = [datasets[i : i + 2] for i in range(0, len(datasets), 2)]
+        datasets = [p[0].concatenate(p[1]) if len(p) == 2 else p[0] for p in pairs]
+    return datasets[0]
+
+
+def _check_output(output, resume):
+    output = Path(output)
+    backup = output / BACKUP_DIR
+    if (output / METRICS_FILE).is_file():
+        raise FileExistsError(
+            f"{output} holds a finished run ({METRICS_FILE}); choose another --output."
+        )
+    if backup.is_dir() and not resume:
+        raise FileExistsError(
+            f"{output} holds an interrupted run; pass --resume to continue it or "
+            "choose another --output."
+        )
+    if resume and not backup.is_dir():
+        raise FileNotFoundError(f"--resume: {output} has no interrupted run to resume.")
+    start = 0
+    meta = backup / "training_metadata.json"
+    if resume and meta.is_file():
+        start = int(json.loads(meta.read_text())["epoch"])
+    return output, backup, start
+
+
+def train(
+    preset,
+    dataset,
+    output,
+    data_dir=None,
+    epochs=None,
+    batch_size=None,
+    resume=False,
+    dtype=None,
+    weights="none",
+    num_classes=None,
+    seed=0,
+    learning_rate=None,
+    augment=True,
+    cache_dir=None,
+    callbacks=(),
+    verbose=1,
+):
+    """Trains `preset` on `dataset` with the preset's recipe and writes the results.
+
+    Writes `output/model.keras`, `output/preset/` (a `from_preset` directory),
+    `output/log.csv`, `output/tensorboard/` and, last, `output/metrics.json`
+    (`test_accuracy`, `test_loss`, `epochs`, `seconds`, ...). The training state
+    is backed up every epoch under `output/backup/`; a killed run continues
+    where it stopped with `resume=True`.
+
+    Args:
+        preset: zoo name or preset directory.
+        dataset: see `keras_spikformer.data.registry.load_dataset`.
+        output: run directory.
+        data_dir: where the dataset lies.
+        epochs, batch_size, learning_rate: override the recipe.
+        resume: continue an interrupted run in `output`.
+        dtype: dtype policy, e.g. `"mixed_bfloat16"`.
+        weights: `"none"`, `"preset"` or a path (see `build_model`).
+        num_classes: a new head, for datasets whose class count differs.
+        seed: seeds weights, data order and augmentation.
+        augment: apply the recipe's training augmentation.
+        cache_dir: cache of event frames.
+        callbacks: extra Keras callbacks.
+        verbose: Keras progress-bar verbosity.
+
+    Returns:
+        The metrics dict.
+
+    Example:
+    >>> train("spikformer_tiny_digits", "digits", "runs/digits")
+    """
+    output, backup, start_epoch = _check_output(output, resume)
+    keras.utils.set_random_seed(seed)
+    recipe = Recipe.from_preset(preset)
+    changes = {
+        k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v
+    }
+    if changes:
+        recipe = recipe.replace(**changes)
+    batch_size = batch_size or recipe.global_batch_size
+    config = presets.read_config(presets.resolve(preset))
+    data = load_dataset(
+        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
+    )
+    _check_classes(data, config, num_classes, dataset)
+    model = build_model(preset, weights, num_classes, dtype)
+    total_epochs = recipe.total_epochs()
+    steps = data.num_train // batch_size
+    if steps < 1:
+        raise ValueError(
+            f"{dataset} has {data.num_train} training examples, fewer than one batch of "
+            f"{batch_size}; lower --batch-size."
+        )
+    train_aug, eval_map = _preprocessors(recipe, model, seed, augment)
+    train_ds = _train_pipeline(
+        data, batch_size, seed, start_epoch, total_epochs, train_aug or eval_map
+    )
+    test_ds = data.test.batch(batch_size).map(eval_map).prefetch(2)
+    model.compile(
+        optimizer=recipe.make_optimizer(
+            steps_per_epoch=steps, global_batch_size=batch_size, model=model
+        ),
+        loss=recipe.make_loss(),
+        metrics=["accuracy"],
+        jit_compile=_jit_compile(),
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    cbs = [
+        keras.callbacks.BackupAndRestore(
+            str(backup), double_checkpoint=True, delete_checkpoint=False
+        ),
+        keras.callbacks.CSVLogger(str(output / "log.csv"), append=resume),
+        keras.callbacks.TensorBoard(str(output / "tensorboard"), write_graph=False),
+        *(
+            [MixupOffCallback(train_aug)]
+            if getattr(train_aug, "mixup_off_epoch", None)
+            else []
+        ),
+        *callbacks,
+    ]
+    started = time.time()
+    model.fit(
+        train_ds,
+        epochs=total_epochs,
+        steps_per_epoch=steps,
+        validation_data=test_ds,
+        callbacks=cbs,
+        verbose=verbose,
+    )
+    seconds = time.time() - started
+    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    metrics = {
+        "preset": str(preset),
+        "dataset": dataset,
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "epochs": total_epochs,
+        "resumed_from_epoch": start_epoch,
+        "seconds": round(seconds, 1),
+        "batch_size": batch_size,
+        "num_train": data.num_train,
+        "num_test": data.num_test,
+        "seed": seed,
+        "backend": keras.backend.backend(),
+        "recipe": recipe.describe(steps_per_epoch=steps, global_batch_size=batch_size),
+    }
+    _save_outputs(model, output, metrics)
+    return metrics
+
+
+def _check_classes(data, config, num_classes, dataset):
+    want = num_classes or config["num_classes"]
+    if data.num_classes != want:
+        raise ValueError(
+            f"{dataset} has {data.num_classes} classes but the model has {want}; pass "
+            f"--num-classes {data.num_classes} (num_classes=...) for a new head."
+        )
+
+
+def _save_outputs(model, output, metrics):
+    """Model file, preset, then metrics.json last: its presence marks a finished run."""
+    partial = output / "model.partial.keras"
+    model.save(partial)
+    os.replace(partial, output / "model.keras")
+    model.save_to_preset(output / "preset", overwrite=True)
+    write_json(output / METRICS_FILE, metrics)
+    shutil.rmtree(output / BACKUP_DIR, ignore_errors=True)
+
+
+def evaluate(
+    preset,
+    dataset,
+    data_dir=None,
+    weights="preset",
+    batch_size=None,
+    cache_dir=None,
+    verbose=1,
+):
+    """Test accuracy and loss of a preset (with its weights by default) on `dataset`.
+
+    Example:
+    >>> evaluate("spikformer_tiny_digits", "digits")["test_accuracy"]
+    """
+    recipe = Recipe.from_preset(preset)
+    batch_size = batch_size or recipe.global_batch_size
+    config = presets.read_config(presets.resolve(preset))
+    data = load_dataset(
+        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
+    )
+    _check_classes(data, config, None, dataset)
+    model = build_model(preset, weights)
+    _, eval_map = _preprocessors(recipe, model, 0, augment=False)
+    test_ds = data.test.batch(batch_size).map(eval_map).prefetch(2)
+    model.compile(
+        loss=recipe.make_loss(), metrics=["accuracy"], jit_compile=_jit_compile()
+    )
+    started = time.time()
+    loss, accuracy = model.evaluate(test_ds, verbose=verbose)
+    return {
+        "preset": str(preset),
+        "dataset": dataset,
+        "test_accuracy": float(accuracy),
+        "test_loss": float(loss),
+        "num_test": data.num_test,
+        "seconds": round(time.time() - started, 1),
+    }
