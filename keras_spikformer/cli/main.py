@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from keras_spikformer.cli import convert_command, train_command
+from keras_spikformer.cli import analyze_command, convert_command, train_command
 from keras_spikformer.version import __version__
 
 # name -> (add the subparser, run it)
@@ -11,13 +11,15 @@ COMMANDS = {
     "convert": (convert_command.add_parser, convert_command.run),
     "train": (train_command.add_train_parser, train_command.run_train),
     "evaluate": (train_command.add_evaluate_parser, train_command.run_evaluate),
+    "analyze": (analyze_command.add_parser, analyze_command.run),
 }
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-spikformer",
-        description="Spikformer for Keras 3: convert reference checkpoints, train, evaluate.",
+        description="Spikformer for Keras 3: convert reference checkpoints, train, "
+        "evaluate, analyse spikes and energy.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     subparsers = parser.add_subparsers(dest="command", required=True)

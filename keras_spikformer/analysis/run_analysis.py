@@ -1,0 +1,59 @@
+"""The engine behind `keras-spikformer analyze`: report files and plots for a batch."""
+
+from pathlib import Path
+
+import numpy as np
+
+from keras_spikformer import presets
+from keras_spikformer.analysis.energy import energy_report
+from keras_spikformer.analysis.plots import (
+    plot_attention_maps,
+    plot_firing_rates,
+    plot_spike_raster,
+)
+from keras_spikformer.io_utils import atomic_directory, write_json
+
+
+def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=None):
+    """The first `num_images` test examples of `dataset`, preprocessed for `model`."""
+    from keras_spikformer.data.registry import load_dataset
+    from keras_spikformer.training.recipe import Recipe
+    from keras_spikformer.training.trainer import _preprocessors
+
+    config = presets.read_config(presets.resolve(preset))
+    data = load_dataset(
+        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
+    )
+    _, eval_map = _preprocessors(Recipe.from_preset(preset), model, 0, augment=False)
+    batches = data.test.take(num_images).batch(num_images).map(eval_map)
+    images = [np.asarray(x) for x, _ in batches]
+    if not images or len(images[0]) == 0:
+        raise ValueError(f"The test split of {dataset} is empty: nothing to analyse.")
+    return images[0]
+
+
+def analyze(model, images, output, overwrite=False):
+    """Writes `report.json`, `report.md` and PNG plots for `model` on `images`.
+
+    Args:
+        model: a `Spikformer`.
+        images: a preprocessed batch the model takes.
+        output: directory to write (atomically).
+        overwrite: replace an existing directory.
+
+    Returns:
+        The `EnergyReport`.
+    """
+    report = energy_report(model, images)
+    first = images[:1]
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        write_json(tmp / "report.json", report.to_dict())
+        (tmp / "report.md").write_text(report.to_markdown() + "\n")
+        plot_firing_rates(report.firing_rates, tmp / "firing_rates.png")
+        plot_spike_raster(model, first, "block.0.attn.q_lif", tmp / "spike_raster.png")
+        plot_attention_maps(model, first, tmp / "attention_maps.png", block=0, head=0)
+    return report
+
+
+def output_files(output):
+    return sorted(p.name for p in Path(output).iterdir())
