@@ -127,3 +127,26 @@ def test_bad_layer_configs_raise_clear_errors():
         )
     with pytest.raises(ValueError, match="num_timesteps"):
         DirectEncoding(0)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_static_stem_equals_repeating_the_image(training):
+    """Direct encoding folded into the stem: first conv and BN once, same spikes."""
+    images = np.random.default_rng(4).normal(size=(2, 16, 16, 3)).astype("float32")
+    folded = SpikingPatchSplitting(hidden_dim=16, patch_size=4, num_timesteps=3)
+    repeated = SpikingPatchSplitting(hidden_dim=16, patch_size=4)
+    folded.build(images.shape)
+    repeated.build((2, 3, 16, 16, 3))
+    repeated.set_weights(folded.get_weights())
+    ours = folded(images, training=training)
+    reference = repeated(DirectEncoding(3)(images), training=training)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(ours), ops.convert_to_numpy(reference), rtol=0, atol=1e-6
+    )
+    if training:  # batch statistics over T identical copies == over the batch
+        for a, b in zip(
+            folded.non_trainable_weights, repeated.non_trainable_weights, strict=True
+        ):
+            np.testing.assert_allclose(
+                ops.convert_to_numpy(a), ops.convert_to_numpy(b), atol=1e-6
+            )

@@ -23,9 +23,9 @@ from keras_spikformer.convert import (
 FIXTURES = sorted(FIXTURE_PRESETS)
 
 
-def fixture_model(name):
+def fixture_model(name, **options):
     npz, _ = load_fixture(name)
-    model = Spikformer.from_preset(FIXTURE_PRESETS[name], load_weights=False)
+    model = Spikformer.from_preset(FIXTURE_PRESETS[name], load_weights=False, **options)
     report = load_reference_weights(model, state_dict_of(npz))
     assert report.ok and not report.missing
     return model, npz
@@ -109,9 +109,10 @@ def _loss_and_gradients(model, images, labels):
     pytest.skip(f"no gradient helper for backend {backend}")
 
 
+@pytest.mark.parametrize("remat", [False, True], ids=["stored", "remat"])
 @pytest.mark.parametrize("name", FIXTURES)
-def test_train_step_loss_and_gradients_match(name):
-    model, npz = fixture_model(name)
+def test_train_step_loss_and_gradients_match(name, remat):
+    model, npz = fixture_model(name, remat=remat)
     loss, grads = _loss_and_gradients(model, images_of(npz), npz["train/labels"])
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)
 

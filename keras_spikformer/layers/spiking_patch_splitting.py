@@ -42,10 +42,14 @@ class SpikingPatchSplitting(keras.layers.Layer):
         patch_size: int, a power of two up to 16: the total down-sampling.
             Defaults to `4`.
         neuron_config: dict of `LIFNeuron` arguments.
+        num_timesteps: int or `None`. When set, the layer also takes static
+            images `[batch, height, width, channels]` and encodes them directly
+            over `num_timesteps` steps, running the first convolution and batch
+            norm once instead of T times (same outputs as repeating the image).
         **kwargs: standard layer arguments.
 
-    Input shape: `[batch, time, height, width, channels]`, with height and
-    width divisible by `patch_size`.
+    Input shape: `[batch, time, height, width, channels]` (or static images,
+    see `num_timesteps`), with height and width divisible by `patch_size`.
     Output shape: `[batch, time, (height/patch) * (width/patch), hidden_dim]`.
 
     Example:
@@ -56,7 +60,9 @@ class SpikingPatchSplitting(keras.layers.Layer):
         Zhou et al., ICLR 2023 (arXiv 2209.15425), Section 3.2.
     """
 
-    def __init__(self, hidden_dim, patch_size=4, neuron_config=None, **kwargs):
+    def __init__(
+        self, hidden_dim, patch_size=4, neuron_config=None, num_timesteps=None, **kwargs
+    ):
         super().__init__(**kwargs)
         if hidden_dim % 8:
             raise ValueError(
@@ -67,17 +73,26 @@ class SpikingPatchSplitting(keras.layers.Layer):
         self.hidden_dim = int(hidden_dim)
         self.patch_size = int(patch_size)
         self.neuron_config = dict(neuron_config or {})
+        self.num_timesteps = None if num_timesteps is None else int(num_timesteps)
 
     @property
     def num_pooled_stages(self):
         return int(math.log2(self.patch_size))
 
-    def build(self, input_shape):
+    def _sequence_shape(self, input_shape):
+        """The `[batch, time, H, W, C]` shape that `input_shape` stands for."""
+        if len(input_shape) == 4 and self.num_timesteps:
+            return (input_shape[0], self.num_timesteps) + tuple(input_shape[1:])
         if len(input_shape) != 5:
             raise ValueError(
-                f"{self.name} expects [batch, time, height, width, channels]; got "
-                f"shape {tuple(input_shape)}."
+                f"{self.name} expects [batch, time, height, width, channels] (or "
+                "[batch, height, width, channels] images when built with "
+                f"num_timesteps); got shape {tuple(input_shape)}."
             )
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        input_shape = self._sequence_shape(input_shape)
         height, width = input_shape[2], input_shape[3]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
@@ -109,11 +124,15 @@ class SpikingPatchSplitting(keras.layers.Layer):
         self.rpe.build(shape)
 
     def call(self, inputs, training=None):
-        num_timesteps = inputs.shape[1]
+        static = len(inputs.shape) == 4
+        num_timesteps = self.num_timesteps if static else inputs.shape[1]
         first_pooled = NUM_STAGES - self.num_pooled_stages
         x = inputs
         for i, stage in enumerate(self.stages):
-            x = stage(x, training=training)
+            if i == 0 and static:  # direct encoding folded into the first stage
+                x = stage(x, training=training, num_timesteps=num_timesteps)
+            else:
+                x = stage(x, training=training)
             if i >= first_pooled:
                 x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
         x = x + self.rpe(x, training=training)
@@ -122,8 +141,9 @@ class SpikingPatchSplitting(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        grid = (input_shape[2] // self.patch_size) * (input_shape[3] // self.patch_size)
-        return (input_shape[0], input_shape[1], grid, self.hidden_dim)
+        shape = self._sequence_shape(input_shape)
+        grid = (shape[2] // self.patch_size) * (shape[3] // self.patch_size)
+        return (shape[0], shape[1], grid, self.hidden_dim)
 
     def get_config(self):
         config = super().get_config()
@@ -132,6 +152,7 @@ class SpikingPatchSplitting(keras.layers.Layer):
                 "hidden_dim": self.hidden_dim,
                 "patch_size": self.patch_size,
                 "neuron_config": self.neuron_config,
+                "num_timesteps": self.num_timesteps,
             }
         )
         return config

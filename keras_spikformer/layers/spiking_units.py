@@ -1,6 +1,7 @@
 """Synapse -> batch norm -> LIF units over `[batch, time, ...]`."""
 
 import keras
+from keras import ops
 
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.neurons import LIFNeuron
@@ -26,7 +27,9 @@ class SpikingUnit(keras.layers.Layer):
 
     The synapse and the batch norm run with time folded into batch, so batch
     statistics in training span batch x time (x tokens or pixels); the neuron
-    runs over time.
+    runs over time. Called with `num_timesteps=T` on a static `[batch, ...]`
+    input, the synapse and batch norm run once and the neuron sees the same
+    input at each of the T steps.
     """
 
     def __init__(self, neuron_config=None, kernel_initializer=None, **kwargs):
@@ -49,7 +52,13 @@ class SpikingUnit(keras.layers.Layer):
         self.lif = LIFNeuron(**self.neuron_config, name="lif", dtype=self.dtype_policy)
         self.lif.build(self.compute_output_shape(input_shape))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, num_timesteps=None):
+        if num_timesteps is not None:
+            # Static input `[batch, ...]`, the same at every step (direct
+            # encoding): the synapse and batch norm run once, not T times;
+            # batch statistics over T identical copies equal those over the batch.
+            x = self.bn(self.synapse(inputs), training=training)
+            return self.lif(ops.repeat(ops.expand_dims(x, 1), num_timesteps, axis=1))
         x = self.synapse(fold_time(inputs))
         x = self.bn(x, training=training)
         return self.lif(unfold_time(x, inputs.shape[1]))

@@ -29,7 +29,7 @@ class Spikformer(InputCheckMixin, keras.Model):
     Args:
         image_shape, patch_size, hidden_dim, num_layers, num_heads, mlp_ratio,
         num_timesteps, qkv_bias, attention_scale, encoding, tau, v_threshold,
-        attention_v_threshold, v_reset, decay_input, detach_reset, surrogate:
+        attention_v_threshold, v_reset, decay_input, detach_reset, surrogate, remat:
             architecture, see `SpikformerBackbone`.
         num_classes: int, output logits. Defaults to `1000`.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
@@ -67,6 +67,7 @@ class Spikformer(InputCheckMixin, keras.Model):
         decay_input=True,
         detach_reset=True,
         surrogate="sigmoid",
+        remat=False,
         num_classes=1000,
         dtype=None,
         **kwargs,
@@ -91,6 +92,7 @@ class Spikformer(InputCheckMixin, keras.Model):
             decay_input=decay_input,
             detach_reset=detach_reset,
             surrogate=surrogate,
+            remat=remat,
             dtype=dtype,
             name="backbone",
         )

@@ -1,17 +1,17 @@
 """SpikformerBackbone: images or event frames in, spiking tokens out."""
 
+import contextlib
+
 import keras
 
-from keras_spikformer.layers import (
-    DirectEncoding,
-    SpikformerBlock,
-    SpikingPatchSplitting,
-)
+from keras_spikformer.layers import SpikformerBlock, SpikingPatchSplitting
 from keras_spikformer.layers.spiking_patch_splitting import check_patch_size
 from keras_spikformer.neurons import get_surrogate
 from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
 ENCODINGS = ("direct", "frames")
+# Names of the neuron layers inside the spiking units, the attention and the stem.
+NEURON_NAMES = ("lif", "attn_lif")
 
 
 def validate_architecture(
@@ -113,6 +113,9 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
             options shared by every neuron (see `LIFNeuron`).
         attention_v_threshold: float, threshold of the attention neuron. Defaults to `0.5`.
+        remat: bool, recompute every neuron's time loop in the backward pass
+            instead of storing it: less training memory for some extra time.
+            Defaults to `False`.
         dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
         **kwargs: `name`, `trainable`.
 
@@ -145,6 +148,7 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         decay_input=True,
         detach_reset=True,
         surrogate="sigmoid",
+        remat=False,
         dtype=None,
         **kwargs,
     ):
@@ -167,30 +171,39 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         num_timesteps = int(num_timesteps)
 
         # === Functional model ===
-        if encoding == "direct":
-            inputs = keras.Input(shape=image_shape, name="images")
-            x = DirectEncoding(num_timesteps, name="direct_encoding", dtype=policy)(
-                inputs
+        # remat: every neuron recomputes its time loop in the backward pass
+        # instead of storing its membrane potentials (less memory, more time).
+        scope = contextlib.nullcontext()
+        if remat:
+            scope = keras.RematScope(
+                mode="list_of_layers", layer_names=list(NEURON_NAMES)
             )
-        else:
-            inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
-            x = inputs
-        x = SpikingPatchSplitting(
-            hidden_dim, patch_size, neuron_config=neuron_config,
-            name="patch_embed", dtype=policy,
-        )(x)  # fmt: skip
-        for i in range(num_layers):
-            x = SpikformerBlock(
-                hidden_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                attention_scale=attention_scale,
-                attention_v_threshold=attention_v_threshold,
-                neuron_config=neuron_config,
-                name=f"block_{i}",
-                dtype=policy,
-            )(x)
+        with scope:
+            if encoding == "direct":
+                # Static images: the stem repeats them over time after its
+                # first convolution (see SpikingPatchSplitting.num_timesteps).
+                inputs = keras.Input(shape=image_shape, name="images")
+            else:
+                inputs = keras.Input(
+                    shape=(num_timesteps,) + image_shape, name="frames"
+                )
+            x = SpikingPatchSplitting(
+                hidden_dim, patch_size, neuron_config=neuron_config,
+                num_timesteps=num_timesteps if encoding == "direct" else None,
+                name="patch_embed", dtype=policy,
+            )(inputs)  # fmt: skip
+            for i in range(num_layers):
+                x = SpikformerBlock(
+                    hidden_dim,
+                    num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    attention_scale=attention_scale,
+                    attention_v_threshold=attention_v_threshold,
+                    neuron_config=neuron_config,
+                    name=f"block_{i}",
+                    dtype=policy,
+                )(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
 
         # === Config ===
@@ -211,6 +224,7 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         self.decay_input = neuron_config["decay_input"]
         self.detach_reset = neuron_config["detach_reset"]
         self.surrogate = neuron_config["surrogate"]
+        self.remat = bool(remat)
         self.dtype_policy_config = keras.dtype_policies.serialize(policy)
 
     @property
@@ -239,6 +253,7 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
             "decay_input": self.decay_input,
             "detach_reset": self.detach_reset,
             "surrogate": self.surrogate,
+            "remat": self.remat,
         }
 
     def get_config(self):

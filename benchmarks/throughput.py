@@ -1,0 +1,129 @@
+"""Training and inference throughput and peak memory of a Spikformer preset.
+
+Measures images/second (median over timed steps, after warm-up and
+compilation) and the process's peak resident memory, prints a table and writes
+one JSON record.
+
+Usage:
+    python benchmarks/throughput.py --preset spikformer_4_384_cifar10 \\
+        --backend jax --mode train --batch-size 32 [--dtype mixed_bfloat16] \\
+        [--remat] [--steps 5] [--warmup 2] --json results/jax_train.json
+
+The backend must be chosen before Keras is imported, so each run is one
+process: run the script once per configuration.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="spikformer_4_384_cifar10")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], required=True)
+    parser.add_argument("--mode", choices=["train", "infer"], required=True)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--dtype", default="float32", help="float32 | mixed_bfloat16 | mixed_float16")
+    parser.add_argument("--remat", action="store_true", help="recompute activations in backward")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument("--json", help="write the record here")
+    return parser.parse_args(argv)
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def device_name():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{platform.processor() or platform.machine()} CPU x{os.cpu_count()}"
+
+
+def run(args):
+    os.environ["KERAS_BACKEND"] = args.backend
+    import keras
+    import numpy as np
+
+    from keras_spikformer import Spikformer
+
+    options = {"remat": True} if args.remat else {}
+    if args.dtype != "float32":
+        options["dtype"] = args.dtype
+    model = Spikformer.from_preset(args.preset, load_weights=False, **options)
+    rng = np.random.default_rng(0)
+    shape = (args.batch_size,) + tuple(model.inputs[0].shape[1:])
+    x = rng.normal(size=shape).astype("float32")
+    y = rng.integers(0, model.num_classes, args.batch_size)
+    if args.mode == "train":
+        model.compile(
+            optimizer=keras.optimizers.AdamW(1e-4),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=args.backend != "torch",
+        )
+
+        def step():
+            model.train_on_batch(x, y)
+    else:
+        model.compile(jit_compile=args.backend != "torch")
+
+        def step():
+            np.asarray(model.predict_on_batch(x))
+
+    started = time.perf_counter()
+    step()
+    compile_seconds = time.perf_counter() - started
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    median = statistics.median(times)
+    return {
+        "preset": args.preset,
+        "backend": args.backend,
+        "mode": args.mode,
+        "batch_size": args.batch_size,
+        "dtype": args.dtype,
+        "remat": args.remat,
+        "num_timesteps": model.backbone.num_timesteps,
+        "images_per_second": round(args.batch_size / median, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "step_seconds": [round(t, 4) for t in times],
+        "compile_seconds": round(compile_seconds, 2),
+        "device": device_name(),
+        "keras": keras.__version__,
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    record = run(args)
+    keys = ["preset", "backend", "mode", "batch_size", "dtype", "remat", "images_per_second", "peak_rss_mb", "compile_seconds"]
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    print("| " + " | ".join(str(record[k]) for k in keys) + " |")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
+    return record
+
+
+if __name__ == "__main__":
+    main()
