@@ -112,7 +112,9 @@ def load(cls, preset, load_weights=None, **overrides):
         )
     model = cls(**{**config, **overrides})
     meta_path = directory / METADATA_FILE
-    model.preset_metadata = read_json(meta_path) if meta_path.is_file() else {}
+    metadata = read_json(meta_path) if meta_path.is_file() else {}
+    changed = sorted(k for k, v in overrides.items() if config.get(k) != v)
+    model.preset_metadata = _derived_metadata(metadata, preset, changed, loaded=False)
     if load_weights is False:
         return model
     if not weights.is_file():
@@ -122,8 +124,7 @@ def load(cls, preset, load_weights=None, **overrides):
             stacklevel=3,
         )
         return model
-    changed = {k for k, v in overrides.items() if config.get(k) != v}
-    if changed <= _SHAPE_PRESERVING:
+    if set(changed) <= _SHAPE_PRESERVING:
         model.load_weights(weights)
     else:
         source = cls(**config)
@@ -131,11 +132,33 @@ def load(cls, preset, load_weights=None, **overrides):
         skipped = transfer_weights(source, model)
         if skipped:
             warnings.warn(
-                f"Overrides {sorted(changed)} changed the shape of "
+                f"Overrides {changed} changed the shape of "
                 f"{len(skipped)} weight(s), freshly initialised: {skipped}.",
                 stacklevel=3,
             )
+    model.preset_metadata = _derived_metadata(metadata, preset, changed, loaded=True)
     return model
+
+
+def _derived_metadata(metadata, preset, changed, loaded):
+    """The preset's metadata as it applies to the model actually built.
+
+    Figures measured with the preset's weights (`weights`) stay only when those
+    weights were loaded into an unchanged architecture; the paper's figures
+    (`paper`, `trainable_params`) only when the architecture is unchanged.
+    """
+    if not changed and loaded:
+        return dict(metadata)
+    out = {k: v for k, v in metadata.items() if k not in ("weights", "weights_note")}
+    if set(changed) - _SHAPE_PRESERVING:
+        out.pop("paper", None)
+        out.pop("trainable_params", None)
+    out["derived_from"] = {
+        "preset": str(preset),
+        "overrides": changed,
+        "weights_loaded": loaded,
+    }
+    return out
 
 
 def transfer_weights(source, target):

@@ -39,6 +39,13 @@ def add_train_parser(subparsers, name):
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--distribute",
+        choices=["none", "data_parallel", "model_parallel"],
+        default="none",
+        help="multi-device engine of the active backend (JAX keras.distribution, "
+        "TF MirroredStrategy); --batch-size is the global batch",
+    )
+    parser.add_argument(
         "--no-augment", action="store_true", help="skip training augmentation"
     )
     return parser
@@ -76,6 +83,7 @@ def run_train(args):
         learning_rate=args.learning_rate,
         augment=not args.no_augment,
         cache_dir=args.cache_dir,
+        distribute=args.distribute,
     )
     print(
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "

@@ -109,8 +109,10 @@ class Spikformer(InputCheckMixin, keras.Model):
         )
         tokens = backbone(inputs)
         features = ops.mean(ops.mean(tokens, axis=2), axis=1)  # tokens, then time
-        outputs = head(features)
+        # Logits in float32 under mixed precision (losses and top-k metrics).
+        outputs = ops.cast(head(features), "float32")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.dtype_policy = backbone.dtype_policy  # Functional models ignore `dtype`
 
         # === Config ===
         self.backbone = backbone

@@ -205,6 +205,7 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
                     dtype=policy,
                 )(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
+        self.dtype_policy = policy  # Functional models ignore `dtype`
 
         # === Config ===
         self.image_shape = image_shape

@@ -13,6 +13,7 @@ from keras_spikformer import presets
 from keras_spikformer.data.registry import load_dataset
 from keras_spikformer.io_utils import write_json
 from keras_spikformer.training.callbacks import MixupOffCallback
+from keras_spikformer.training.distribute import distribution_for
 from keras_spikformer.training.recipe import Recipe
 
 BACKUP_DIR = "backup"
@@ -159,6 +160,7 @@ def train(
     augment=True,
     cache_dir=None,
     callbacks=(),
+    distribute="none",
     verbose=1,
 ):
     """Trains `preset` on `dataset` with the preset's recipe and writes the results.
@@ -183,6 +185,9 @@ def train(
         augment: apply the recipe's training augmentation.
         cache_dir: cache of event frames.
         callbacks: extra Keras callbacks.
+        distribute: `"none"`, `"data_parallel"` or `"model_parallel"`: the
+            engine of the active backend (see `training.distribute`); the
+            global batch `batch_size` is split over the replicas.
         verbose: Keras progress-bar verbosity.
 
     Returns:
@@ -205,52 +210,56 @@ def train(
         dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
     )
     _check_classes(data, config, num_classes, dataset)
-    model = build_model(preset, weights, num_classes, dtype)
-    total_epochs = recipe.total_epochs()
     steps = data.num_train // batch_size
     if steps < 1:
         raise ValueError(
             f"{dataset} has {data.num_train} training examples, fewer than one batch of "
             f"{batch_size}; lower --batch-size."
         )
-    train_aug, eval_map = _preprocessors(recipe, model, seed, augment)
-    train_ds = _train_pipeline(
-        data, batch_size, seed, start_epoch, total_epochs, train_aug or eval_map
-    )
-    test_ds = data.test.batch(batch_size).map(eval_map).prefetch(2)
-    model.compile(
-        optimizer=recipe.make_optimizer(
-            steps_per_epoch=steps, global_batch_size=batch_size, model=model
-        ),
-        loss=recipe.make_loss(),
-        metrics=["accuracy"],
-        jit_compile=_jit_compile(),
-    )
-    output.mkdir(parents=True, exist_ok=True)
-    cbs = [
-        keras.callbacks.BackupAndRestore(
-            str(backup), double_checkpoint=True, delete_checkpoint=False
-        ),
-        keras.callbacks.CSVLogger(str(output / "log.csv"), append=resume),
-        keras.callbacks.TensorBoard(str(output / "tensorboard"), write_graph=False),
-        *(
-            [MixupOffCallback(train_aug)]
-            if getattr(train_aug, "mixup_off_epoch", None)
-            else []
-        ),
-        *callbacks,
-    ]
-    started = time.time()
-    model.fit(
-        train_ds,
-        epochs=total_epochs,
-        steps_per_epoch=steps,
-        validation_data=test_ds,
-        callbacks=cbs,
-        verbose=verbose,
-    )
-    seconds = time.time() - started
-    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    plan = distribution_for(distribute, global_batch_size=batch_size)
+    total_epochs = recipe.total_epochs()
+    with plan.scope():
+        model = plan.prepare(build_model(preset, weights, num_classes, dtype))
+        train_aug, eval_map = _preprocessors(recipe, model, seed, augment)
+        train_ds = _train_pipeline(
+            data, batch_size, seed, start_epoch, total_epochs, train_aug or eval_map
+        )
+        # Sharded batches must split evenly over the replicas.
+        test_ds = data.test.batch(batch_size, drop_remainder=plan.num_replicas > 1)
+        test_ds = test_ds.map(eval_map).prefetch(2)
+        model.compile(
+            optimizer=recipe.make_optimizer(
+                steps_per_epoch=steps, global_batch_size=batch_size, model=model
+            ),
+            loss=recipe.make_loss(),
+            metrics=["accuracy"],
+            jit_compile=_jit_compile() and plan.jit_compile,
+        )
+        output.mkdir(parents=True, exist_ok=True)
+        cbs = [
+            keras.callbacks.BackupAndRestore(
+                str(backup), double_checkpoint=True, delete_checkpoint=False
+            ),
+            keras.callbacks.CSVLogger(str(output / "log.csv"), append=resume),
+            keras.callbacks.TensorBoard(str(output / "tensorboard"), write_graph=False),
+            *(
+                [MixupOffCallback(train_aug)]
+                if getattr(train_aug, "mixup_off_epoch", None)
+                else []
+            ),
+            *callbacks,
+        ]
+        started = time.time()
+        model.fit(
+            train_ds,
+            epochs=total_epochs,
+            steps_per_epoch=steps,
+            validation_data=test_ds,
+            callbacks=cbs,
+            verbose=verbose,
+        )
+        seconds = time.time() - started
+        test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
     metrics = {
         "preset": str(preset),
         "dataset": dataset,
@@ -264,6 +273,7 @@ def train(
         "num_test": data.num_test,
         "seed": seed,
         "backend": keras.backend.backend(),
+        "distribution": plan.describe(),
         "recipe": recipe.describe(steps_per_epoch=steps, global_batch_size=batch_size),
     }
     _save_outputs(model, output, metrics)
