@@ -21,13 +21,18 @@ COLUMNS = [
 
 
 def table(records):
-    records = sorted(records, key=lambda r: (r["preset"], r["mode"], r["backend"], r["dtype"], r["remat"]))
+    records = sorted(
+        records,
+        key=lambda r: (r["preset"], r["mode"], r["backend"], r["dtype"], r["remat"]),
+    )
     lines = [
         "| preset | " + " | ".join(title for _, title in COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),
     ]
     for r in records:
-        lines.append(f"| {r['preset']} | " + " | ".join(str(r[key]) for key, _ in COLUMNS) + " |")
+        lines.append(
+            f"| {r['preset']} | " + " | ".join(str(r[key]) for key, _ in COLUMNS) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -26,13 +26,21 @@ import time
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="spikformer_4_384_cifar10")
-    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], required=True)
+    parser.add_argument(
+        "--backend", choices=["tensorflow", "jax", "torch"], required=True
+    )
     parser.add_argument("--mode", choices=["train", "infer"], required=True)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--dtype", default="float32", help="float32 | mixed_bfloat16 | mixed_float16")
-    parser.add_argument("--remat", action="store_true", help="recompute activations in backward")
+    parser.add_argument(
+        "--dtype", default="float32", help="float32 | mixed_bfloat16 | mixed_float16"
+    )
+    parser.add_argument(
+        "--remat", action="store_true", help="recompute activations in backward"
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps after the first"
+    )
     parser.add_argument("--json", help="write the record here")
     return parser.parse_args(argv)
 
@@ -114,7 +122,17 @@ def run(args):
 def main(argv=None):
     args = parse_args(argv)
     record = run(args)
-    keys = ["preset", "backend", "mode", "batch_size", "dtype", "remat", "images_per_second", "peak_rss_mb", "compile_seconds"]
+    keys = [
+        "preset",
+        "backend",
+        "mode",
+        "batch_size",
+        "dtype",
+        "remat",
+        "images_per_second",
+        "peak_rss_mb",
+        "compile_seconds",
+    ]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     print("| " + " | ".join(str(record[k]) for k in keys) + " |")
