@@ -21,10 +21,10 @@ import keras
 import numpy as np
 
 from keras_spikformer.analysis.firing_rates import (
+    accumulate_spikes,
     as_batch,
     is_spikformer,
     neuron_layer_names,
-    spike_sums,
     split_batches,
 )
 from keras_spikformer.convert.reference_weights import reference_module_map
@@ -338,10 +338,7 @@ def energy_report(model, images, e_mac=E_MAC, e_ac=E_AC, batch_size=None):
         for batch in split_batches(images, batch_size):
             with record_spikes() as record:
                 model(batch, training=False)
-            for name, (total, count) in spike_sums(record, neurons).items():
-                lif_totals.setdefault(name, [0.0, 0])
-                lif_totals[name][0] += total
-                lif_totals[name][1] += count
+            accumulate_spikes(lif_totals, record, neurons)
             for i, layer in enumerate(attn):
                 q, k, v = (
                     keras.ops.convert_to_numpy(record.last(unit.lif))

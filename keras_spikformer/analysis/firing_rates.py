@@ -117,6 +117,14 @@ def spike_sums(record, layers):
     return out
 
 
+def accumulate_spikes(totals, record, layers):
+    """Adds one batch's `(spike total, count)` per layer into `totals`."""
+    for name, (total, count) in spike_sums(record, layers).items():
+        running = totals.setdefault(name, [0.0, 0])
+        running[0] += total
+        running[1] += count
+
+
 def firing_rates(model, images, batch_size=None):
     """Mean firing rate of every spiking neuron layer of `model` on `images`.
 
@@ -150,10 +158,7 @@ def firing_rates(model, images, batch_size=None):
     for batch in split_batches(images, batch_size):
         with record_spikes() as record:
             model(batch, training=False)
-        for name, (total, count) in spike_sums(record, layers).items():
-            totals.setdefault(name, [0.0, 0])
-            totals[name][0] += total
-            totals[name][1] += count
+        accumulate_spikes(totals, record, layers)
     silent = [name for name, (_, count) in totals.items() if count == 0]
     if len(silent) == len(totals):
         raise ValueError(

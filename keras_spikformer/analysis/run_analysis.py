@@ -1,7 +1,5 @@
 """The engine behind `keras-spikformer analyze`: report files and plots for a batch."""
 
-from pathlib import Path
-
 import numpy as np
 
 from keras_spikformer import presets
@@ -18,13 +16,13 @@ def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=N
     """The first `num_images` test examples of `dataset`, preprocessed for `model`."""
     from keras_spikformer.data.registry import load_dataset
     from keras_spikformer.training.recipe import Recipe
-    from keras_spikformer.training.trainer import _preprocessors
+    from keras_spikformer.training.trainer import preprocessors
 
     config = presets.read_config(presets.resolve(preset))
     data = load_dataset(
         dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
     )
-    _, eval_map = _preprocessors(Recipe.from_preset(preset), model, 0, augment=False)
+    _, eval_map = preprocessors(Recipe.from_preset(preset), model, 0, augment=False)
     batches = data.test.take(num_images).batch(num_images).map(eval_map)
     images = [np.asarray(x) for x, _ in batches]
     if not images or len(images[0]) == 0:
@@ -53,7 +51,3 @@ def analyze(model, images, output, overwrite=False):
         plot_spike_raster(model, first, "block.0.attn.q_lif", tmp / "spike_raster.png")
         plot_attention_maps(model, first, tmp / "attention_maps.png", block=0, head=0)
     return report
-
-
-def output_files(output):
-    return sorted(p.name for p in Path(output).iterdir())

@@ -62,7 +62,7 @@ def build_model(preset, weights="none", num_classes=None, dtype=None):
     )
 
 
-def _preprocessors(recipe, model, seed, augment):
+def preprocessors(recipe, model, seed, augment):
     """`(train_augment or None, eval_map)` for the model's kind of input."""
     import tensorflow as tf
 
@@ -220,7 +220,7 @@ def train(
     total_epochs = recipe.total_epochs()
     with plan.scope():
         model = plan.prepare(build_model(preset, weights, num_classes, dtype))
-        train_aug, eval_map = _preprocessors(recipe, model, seed, augment)
+        train_aug, eval_map = preprocessors(recipe, model, seed, augment)
         train_ds = _train_pipeline(
             data, batch_size, seed, start_epoch, total_epochs, train_aug or eval_map
         )
@@ -321,7 +321,7 @@ def evaluate(
     )
     _check_classes(data, config, None, dataset)
     model = build_model(preset, weights)
-    _, eval_map = _preprocessors(recipe, model, 0, augment=False)
+    _, eval_map = preprocessors(recipe, model, 0, augment=False)
     test_ds = data.test.batch(batch_size).map(eval_map).prefetch(2)
     model.compile(
         loss=recipe.make_loss(), metrics=["accuracy"], jit_compile=_jit_compile()
