@@ -13,8 +13,9 @@ from keras_spikformer import (
     SpikingSelfAttention,
     record_spikes,
 )
-from keras_spikformer.layers.spiking_patch_splitting import max_pool_3x3_s2
-from keras_spikformer.testing import run_layer_test
+from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.max_pool import max_pool_3x3_s2
+from keras_spikformer.testing import run_layer_test, vector_jacobian
 
 NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
 
@@ -150,3 +151,74 @@ def test_static_stem_equals_repeating_the_image(training):
             np.testing.assert_allclose(
                 ops.convert_to_numpy(a), ops.convert_to_numpy(b), atol=1e-6
             )
+
+
+def pytorch_max_pool(x, upstream):
+    """Numpy MaxPool2d(3, 2, 1): forward and PyTorch's first-argmax backward."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, (h + 1) // 2, (w + 1) // 2, c), x.dtype)
+    grad = np.zeros_like(x)
+    nn, cc = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            best = np.full((n, c), -np.inf, x.dtype)
+            rows, cols = np.zeros((n, c), int), np.zeros((n, c), int)
+            for r in range(2 * i - 1, 2 * i + 2):
+                for q in range(2 * j - 1, 2 * j + 2):
+                    if 0 <= r < h and 0 <= q < w:
+                        better = x[:, r, q, :] > best  # strict: first max wins
+                        best = np.where(better, x[:, r, q, :], best)
+                        rows, cols = (
+                            np.where(better, r, rows),
+                            np.where(better, q, cols),
+                        )
+            out[:, i, j] = best
+            np.add.at(grad, (nn, rows, cols, cc), upstream[:, i, j])
+    return out, grad
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 2)])
+def test_max_pool_ties_route_gradient_like_pytorch(shape):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, shape).astype("float32")  # spike counts: many ties
+    out_shape = (shape[0], (shape[1] + 1) // 2, (shape[2] + 1) // 2, shape[3])
+    upstream = rng.normal(size=out_shape).astype("float32")
+    expected_out, expected_grad = pytorch_max_pool(x, upstream)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(max_pool_3x3_s2(x)), expected_out
+    )
+    grad, _ = vector_jacobian(max_pool_3x3_s2, x, upstream)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-6)
+
+
+def test_batch_norm_training_step_equals_keras_batch_normalization():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.5, 2.0, (6, 5, 7)).astype("float32")
+    upstream = rng.normal(size=x.shape).astype("float32")
+    ours = BatchNorm()
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    for layer in (ours, reference):
+        layer.build(x.shape)
+    weights = [rng.normal(size=(7,)).astype("float32") for _ in range(2)]
+    weights += [rng.normal(size=(7,)).astype("float32"), rng.uniform(1, 2, 7)]
+    for layer in (ours, reference):
+        layer.set_weights(weights)
+    results = [
+        vector_jacobian(lambda t, bn=layer: bn(t, training=True), x, upstream, layer)
+        for layer in (ours, reference)
+    ]
+    (dx, dvars), (ref_dx, ref_dvars) = results
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-5)
+    for got, want in zip(dvars, ref_dvars, strict=True):  # gamma, beta
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(ours(x, training=True)),
+        ops.convert_to_numpy(reference(x, training=True)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    for got, want in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # moving stats
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(ours(x)), ops.convert_to_numpy(reference(x)), atol=1e-6
+    )

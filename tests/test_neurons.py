@@ -7,7 +7,11 @@ from keras import ops
 
 from keras_spikformer import ATanSurrogate, LIFNeuron, SigmoidSurrogate, record_spikes
 from keras_spikformer.neurons import get_surrogate
-from keras_spikformer.testing import run_layer_test, run_serialization_test
+from keras_spikformer.testing import (
+    run_layer_test,
+    run_serialization_test,
+    vector_jacobian,
+)
 
 
 def simulate_lif(x, tau=2.0, v_th=1.0, v_reset=0.0, decay_input=True):
@@ -98,25 +102,54 @@ def test_lif_mixed_precision_keeps_float32_membrane():
     )
 
 
-def _grad(fn, x):
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
+def _grad(fn, x, upstream=1.0):
+    return vector_jacobian(fn, x, upstream)[0]
 
-        return np.asarray(jax.grad(lambda x: fn(x).sum())(x))
-    if backend == "tensorflow":
-        import tensorflow as tf
 
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reduce_sum(fn(x))
-        return tape.gradient(y, x).numpy()
-    import torch
+def unrolled_lif(lif, x):
+    """The LIF loop written step by step and differentiated by autodiff."""
+    x = ops.convert_to_tensor(x)
+    v = ops.zeros_like(x[:, 0]) + (lif.v_reset or 0.0)
+    spikes = []
+    for t in range(x.shape[1]):
+        h = lif._charge(v, x[:, t])
+        s = lif.surrogate(h - lif.v_threshold)
+        s_reset = ops.stop_gradient(s) if lif.detach_reset else s
+        if lif.v_reset is None:
+            v = h - lif.v_threshold * s_reset
+        else:
+            v = h * (1.0 - s_reset) + lif.v_reset * s_reset
+        spikes.append(s)
+    return ops.stack(spikes, axis=1)
 
-    x = torch.tensor(x, requires_grad=True)
-    fn(x).sum().backward()
-    return x.grad.numpy()
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"detach_reset": False},
+        {"v_reset": None},
+        {"v_reset": None, "detach_reset": False},
+        {"v_reset": -0.2, "decay_input": False, "detach_reset": False},
+        {"tau": 3.0, "surrogate": "atan", "v_threshold": 0.5},
+    ],
+)
+def test_lif_closed_form_gradient_matches_autodiff_of_the_loop(kwargs):
+    # The layer backpropagates through time in closed form (one custom
+    # gradient for the whole loop); it must equal autodiff of the plain loop.
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.8, 1.0, (3, 6, 5, 7)).astype("float32")
+    upstream = rng.normal(size=x.shape).astype("float32")
+    lif = LIFNeuron(**kwargs)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(lif(x)), ops.convert_to_numpy(unrolled_lif(lif, x))
+    )
+    np.testing.assert_allclose(
+        _grad(lif, x, upstream),
+        _grad(lambda t: unrolled_lif(lif, t), x, upstream),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_spikformer.layers.max_pool import max_pool_3x3_s2
 from keras_spikformer.layers.spiking_units import SpikingConv2D
 from keras_spikformer.layers.time_folding import fold_time, unfold_time
 
@@ -19,12 +20,6 @@ def check_patch_size(patch_size):
             f"the {NUM_STAGES} SPS stages can halve the resolution once); got "
             f"{patch_size}. Spikformer uses 4 for CIFAR and 16 for ImageNet/DVS."
         )
-
-
-def max_pool_3x3_s2(x):
-    """PyTorch `MaxPool2d(3, stride=2, padding=1)`: pads with -inf on every side."""
-    x = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf"))
-    return ops.max_pool(x, pool_size=3, strides=2, padding="valid")
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_spikformer.layers.batch_norm import BatchNorm
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.neurons import LIFNeuron
 
@@ -17,9 +18,7 @@ TRUNC_NORMAL_INIT = {"class_name": "TruncatedNormal", "config": {"stddev": 0.02}
 
 def batch_norm(name, dtype):
     """Batch norm with PyTorch's defaults (momentum 0.1, epsilon 1e-5)."""
-    return keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, name=name, dtype=dtype
-    )
+    return BatchNorm(name=name, dtype=dtype)
 
 
 class SpikingUnit(keras.layers.Layer):

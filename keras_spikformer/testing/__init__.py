@@ -1,9 +1,15 @@
 """Test helpers for keras-spikformer layers and models (KerasHub-style)."""
 
+from keras_spikformer.testing.gradients import vector_jacobian
 from keras_spikformer.testing.test_case import (
     run_layer_test,
     run_model_saving_test,
     run_serialization_test,
 )
 
-__all__ = ["run_layer_test", "run_model_saving_test", "run_serialization_test"]
+__all__ = [
+    "run_layer_test",
+    "run_model_saving_test",
+    "run_serialization_test",
+    "vector_jacobian",
+]
