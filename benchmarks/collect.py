@@ -17,6 +17,7 @@ COLUMNS = [
     ("peak_rss_mb", "peak RSS (MB)"),
     ("compile_seconds", "first step (s)"),
     ("device", "device"),
+    ("commit", "commit"),
 ]
 
 
@@ -31,7 +32,7 @@ def table(records):
     ]
     for r in records:
         lines.append(
-            f"| {r['preset']} | " + " | ".join(str(r[key]) for key, _ in COLUMNS) + " |"
+            f"| {r['preset']} | " + " | ".join(str(r.get(key, "")) for key, _ in COLUMNS) + " |"
         )
     return "\n".join(lines)
 

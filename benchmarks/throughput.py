@@ -61,6 +61,25 @@ def device_name():
     return f"{platform.processor() or platform.machine()} CPU x{os.cpu_count()}"
 
 
+def source_commit():
+    """Short git commit of the imported keras_spikformer, or "" outside a checkout."""
+    import subprocess
+
+    import keras_spikformer
+
+    where = os.path.dirname(os.path.abspath(keras_spikformer.__file__))
+    try:
+        out = subprocess.run(
+            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return out.stdout.strip()
+
+
 def run(args):
     os.environ["KERAS_BACKEND"] = args.backend
     import keras
@@ -116,6 +135,8 @@ def run(args):
         "compile_seconds": round(compile_seconds, 2),
         "device": device_name(),
         "keras": keras.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "commit": source_commit(),
     }
 
 

@@ -79,3 +79,42 @@ def test_zoo_ships_inside_the_wheel(tmp_path):
     ).stdout.split()
     assert out[0].startswith(str(site))
     assert int(out[1]) >= 15 and out[2] == "10"
+
+
+def test_throughput_benchmark_writes_its_record(tmp_path):
+    """`benchmarks/throughput.py` runs and writes the documented JSON fields."""
+    import json
+
+    import keras
+
+    record_path = tmp_path / "record.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--preset",
+            "spikformer_tiny_digits",
+            "--backend",
+            keras.backend.backend(),
+            "--mode",
+            "train",
+            "--batch-size",
+            "4",
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--json",
+            str(record_path),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
+    record = json.loads(record_path.read_text())
+    assert record["preset"] == "spikformer_tiny_digits"
+    assert record["mode"] == "train" and record["batch_size"] == 4
+    assert record["backend"] == keras.backend.backend()
+    assert record["dtype"] == "float32" and len(record["step_seconds"]) == 2
+    assert record["images_per_second"] > 0 and record["peak_rss_mb"] > 0
+    assert record["compile_seconds"] > 0
