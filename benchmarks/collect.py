@@ -17,6 +17,7 @@ COLUMNS = [
     ("peak_rss_mb", "peak RSS (MB)"),
     ("compile_seconds", "first step (s)"),
     ("device", "device"),
+    ("xla_flags", "XLA_FLAGS"),
     ("commit", "commit"),
 ]
 
@@ -32,7 +33,9 @@ def table(records):
     ]
     for r in records:
         lines.append(
-            f"| {r['preset']} | " + " | ".join(str(r.get(key, "")) for key, _ in COLUMNS) + " |"
+            f"| {r['preset']} | "
+            + " | ".join(str(r.get(key, "")) for key, _ in COLUMNS)
+            + " |"
         )
     return "\n".join(lines)
 

@@ -118,3 +118,28 @@ def test_throughput_benchmark_writes_its_record(tmp_path):
     assert record["dtype"] == "float32" and len(record["step_seconds"]) == 2
     assert record["images_per_second"] > 0 and record["peak_rss_mb"] > 0
     assert record["compile_seconds"] > 0
+
+
+def test_models_run_without_tensorflow_on_jax():
+    """Model code works where TensorFlow is not installed (a JAX-only GPU machine)."""
+    pytest.importorskip("jax")
+    code = (
+        "import sys, importlib.abc, numpy as np\n"
+        "class NoTensorFlow(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, NoTensorFlow())\n"
+        "from keras_spikformer import Spikformer\n"
+        "model = Spikformer.from_preset('spikformer_tiny_digits')\n"
+        "logits = model.predict(np.zeros((2, 16, 16, 1), 'float32'), verbose=0)\n"
+        "print(logits.shape)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "(2, 10)"

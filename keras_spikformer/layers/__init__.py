@@ -1,5 +1,6 @@
 """Spiking layers: stems, attention, MLPs and blocks."""
 
+from keras_spikformer.layers.batch_norm import BatchNorm
 from keras_spikformer.layers.direct_encoding import DirectEncoding
 from keras_spikformer.layers.spikformer_block import SpikformerBlock
 from keras_spikformer.layers.spiking_mlp import SpikingMLP
@@ -8,6 +9,7 @@ from keras_spikformer.layers.spiking_self_attention import SpikingSelfAttention
 from keras_spikformer.layers.spiking_units import SpikingConv2D, SpikingDense
 
 __all__ = [
+    "BatchNorm",
     "DirectEncoding",
     "SpikformerBlock",
     "SpikingConv2D",
