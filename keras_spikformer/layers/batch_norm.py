@@ -42,7 +42,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     instead of differentiating through the moments, which removes most of the
     reductions XLA otherwise emits (about 4% of a CIFAR training step on CPU,
     see `benchmarks/README.md`). Synchronised (multi-replica) statistics,
-    masks, renormalisation and a non-last `axis` fall back to Keras's path.
+    masks, renormalisation, unknown dimensions and a non-last `axis` fall back
+    to Keras's path.
 
     Args:
         momentum: float, weight of the old moving statistics. Defaults to
@@ -61,7 +62,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _uses_fast_path(self, inputs, training, mask):
         last_axis = self.axis in (-1, len(inputs.shape) - 1)
         return (
-            training
+            None not in tuple(inputs.shape)
+            and training
             and self.trainable
             and mask is None
             and last_axis
@@ -75,8 +77,6 @@ class BatchNorm(keras.layers.BatchNormalization):
         if not self._uses_fast_path(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
         shape = tuple(inputs.shape)
-        if any(dim is None for dim in shape):
-            return super().call(inputs, training=training, mask=mask)
         count = math.prod(shape[:-1])
         x = ops.reshape(ops.cast(inputs, "float32"), (count, shape[-1]))
         stats = ops.stop_gradient(x)
