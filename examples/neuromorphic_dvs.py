@@ -47,7 +47,7 @@ from keras_spikformer.data.augment import make_event_train_augment
 from keras_spikformer.data.event_datasets import event_frames_dataset
 from keras_spikformer.data.event_frames import integrate_events_to_frames
 from keras_spikformer.data.events import read_events
-from keras_spikformer.data.synthetic_events import write_synthetic_cifar10dvs
+from keras_spikformer.testing.synthetic_events import write_synthetic_cifar10dvs
 from keras_spikformer.training.callbacks import MixupOffCallback
 from keras_spikformer.training.recipe import Recipe
 

@@ -7,10 +7,17 @@ from keras_spikformer.layers import (
     SpikingConv2D,
     SpikingDense,
     SpikingMLP,
-    SpikingPatchSplitting,
     SpikingSelfAttention,
 )
-from keras_spikformer.models import Spikformer, SpikformerBackbone
+from keras_spikformer.models import (
+    Backbone,
+    ImageClassifier,
+    ImageClassifierPreprocessor,
+    Spikformer,
+    SpikformerBackbone,
+    SpikformerImageClassifierPreprocessor,
+)
+from keras_spikformer.models.spikformer import SpikingPatchSplitting
 from keras_spikformer.neurons import (
     ATanSurrogate,
     LIFNeuron,
@@ -23,6 +30,10 @@ from keras_spikformer.version import __version__
 
 __all__ = [
     "ATanSurrogate",
+    "Backbone",
+    "ImageClassifier",
+    "ImageClassifierPreprocessor",
+    "SpikformerImageClassifierPreprocessor",
     "DirectEncoding",
     "LIFNeuron",
     "SigmoidSurrogate",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_spikformer.data import event_datasets, event_frames, events
-from keras_spikformer.data import synthetic_events as synth
+from keras_spikformer.testing import synthetic_events as synth
 from keras_spikformer.data.events import EventFileError, make_events
 
 

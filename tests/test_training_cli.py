@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 
 from keras_spikformer import Spikformer
 from keras_spikformer.cli.main import main as cli
-from keras_spikformer.data.synthetic_events import (
+from keras_spikformer.testing.synthetic_events import (
     write_synthetic_cifar10dvs,
     write_synthetic_dvsgesture,
 )

@@ -12,6 +12,15 @@ from keras_spikformer.convert.reference_weights import load_reference_weights
 from keras_spikformer.io_utils import read_json
 
 
+# The zoo preset whose recipe (normalisation, evaluation crop) a converted
+# checkpoint of each reference flavour gets when no preset is named.
+_FLAVOUR_PRESETS = {
+    "cifar": "spikformer_4_384_cifar10",
+    "imagenet": "spikformer_8_768_imagenet",
+    "dvs": "spikformer_2_256_cifar10dvs",
+}
+
+
 @dataclasses.dataclass
 class ConversionReport:
     """What `convert_checkpoint` read, inferred, mapped and ignored."""
@@ -121,11 +130,13 @@ def convert_checkpoint(
         provenance = {k: "given" if k in given else f"preset {preset}" for k in config}
         meta_path = directory / presets.METADATA_FILE
         metadata = read_json(meta_path) if meta_path.is_file() else {}
+        recipe = presets.read_recipe(directory)
     else:
         config, provenance = infer_architecture(contents.state_dict, **given)
+        recipe = presets.read_recipe(presets.resolve(_FLAVOUR_PRESETS[provenance["family"]]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = Spikformer(**config)
+        model = presets.build_task(Spikformer, config, recipe)
     try:
         load = load_reference_weights(model, contents.state_dict)
     except ValueError as error:

@@ -1,6 +1,21 @@
-"""Spikformer models."""
+"""Model families (one folder each) and their shared base classes."""
 
-from keras_spikformer.models.spikformer import Spikformer
-from keras_spikformer.models.spikformer_backbone import SpikformerBackbone
+from keras_spikformer.models.backbone import Backbone
+from keras_spikformer.models.image_classifier import ImageClassifier
+from keras_spikformer.models.image_classifier_preprocessor import (
+    ImageClassifierPreprocessor,
+)
+from keras_spikformer.models.spikformer import (
+    Spikformer,
+    SpikformerBackbone,
+    SpikformerImageClassifierPreprocessor,
+)
 
-__all__ = ["Spikformer", "SpikformerBackbone"]
+__all__ = [
+    "Backbone",
+    "ImageClassifier",
+    "ImageClassifierPreprocessor",
+    "Spikformer",
+    "SpikformerBackbone",
+    "SpikformerImageClassifierPreprocessor",
+]

@@ -25,41 +25,64 @@ def _jit_compile():
 
 
 def build_model(preset, weights="none", num_classes=None, dtype=None):
-    """A `Spikformer` for training or evaluation.
+    """The preset's classifier (any family) for training or evaluation.
 
     Args:
-        preset: zoo name or preset directory (the architecture).
+        preset: zoo name, preset directory or `hf://` handle (the architecture).
         weights: `"none"` (fresh), `"preset"` (the preset's weights) or a path
             to a preset directory or a `.keras` file.
         num_classes: new head size, or `None` to keep the preset's.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
     """
-    from keras_spikformer.models import Spikformer
+    from keras_spikformer.weight_transfer import transfer_by_path
 
+    task_cls = presets.task_class(preset)
     overrides = {k: v for k, v in (("num_classes", num_classes), ("dtype", dtype)) if v}
     if weights in ("none", "preset"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore" if weights == "none" else "default")
-            return Spikformer.from_preset(
+            return task_cls.from_preset(
                 preset, load_weights=weights == "preset", **overrides
             )
     path = Path(weights).expanduser()
     if path.is_dir():
-        return Spikformer.from_preset(str(path), load_weights=True, **overrides)
-    if path.suffix == ".keras" and path.is_file():
-        source = keras.saving.load_model(path)
-        model = Spikformer.from_preset(preset, load_weights=False, **overrides)
-        skipped = presets.transfer_weights(source, model)
-        if skipped:
-            warnings.warn(
-                f"Freshly initialised (shape differs from {path}): {skipped}",
-                stacklevel=2,
-            )
-        return model
-    raise FileNotFoundError(
-        f"--weights {weights!r}: expected 'none', 'preset', a preset directory or a "
-        ".keras file."
-    )
+        source = presets.task_class(path).from_preset(str(path), load_weights=True)
+    elif path.suffix == ".keras" and path.is_file():
+        source = _load_keras_file(path)
+    else:
+        raise FileNotFoundError(
+            f"--weights {weights!r}: expected 'none', 'preset', a preset directory or "
+            "a .keras file (no such file or directory)."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = task_cls.from_preset(preset, load_weights=False, **overrides)
+    skipped = transfer_by_path(source, model)
+    if skipped:
+        warnings.warn(
+            f"Freshly initialised (shape or path differs from {path}): {skipped}",
+            stacklevel=2,
+        )
+    return model
+
+
+def _load_keras_file(path):
+    """`keras.saving.load_model`, with corrupt files reported as corrupt."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"--weights {path} is corrupt: not a .keras archive (a zip file). Pass a "
+            "file written by `model.save(...)` or a preset directory."
+        )
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:
+        raise ValueError(
+            f"--weights {path} cannot be loaded ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); the file is corrupt or was "
+            "saved by another library."
+        ) from None
 
 
 def preprocessors(recipe, model, seed, augment):
@@ -220,6 +243,7 @@ def train(
     total_epochs = recipe.total_epochs()
     with plan.scope():
         model = plan.prepare(build_model(preset, weights, num_classes, dtype))
+        model.apply_preprocessor = False  # the pipeline below preprocesses
         train_aug, eval_map = preprocessors(recipe, model, seed, augment)
         train_ds = _train_pipeline(
             data, batch_size, seed, start_epoch, total_epochs, train_aug or eval_map
@@ -276,7 +300,7 @@ def train(
         "distribution": plan.describe(),
         "recipe": recipe.describe(steps_per_epoch=steps, global_batch_size=batch_size),
     }
-    _save_outputs(model, output, metrics)
+    _save_outputs(model, output, metrics, recipe)
     return metrics
 
 
@@ -289,8 +313,11 @@ def _check_classes(data, config, num_classes, dataset):
         )
 
 
-def _save_outputs(model, output, metrics):
+def _save_outputs(model, output, metrics, recipe=None):
     """Model file, preset, then metrics.json last: its presence marks a finished run."""
+    model.apply_preprocessor = True
+    if recipe is not None:
+        model.preset_recipe = recipe.to_dict()
     partial = output / "model.partial.keras"
     model.save(partial)
     os.replace(partial, output / "model.keras")
@@ -321,6 +348,7 @@ def evaluate(
     )
     _check_classes(data, config, None, dataset)
     model = build_model(preset, weights)
+    model.apply_preprocessor = False  # the pipeline below preprocesses
     _, eval_map = preprocessors(recipe, model, 0, augment=False)
     test_ds = data.test.batch(batch_size).map(eval_map).prefetch(2)
     model.compile(

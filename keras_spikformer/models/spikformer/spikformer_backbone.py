@@ -4,8 +4,12 @@ import contextlib
 
 import keras
 
-from keras_spikformer.layers import SpikformerBlock, SpikingPatchSplitting
-from keras_spikformer.layers.spiking_patch_splitting import check_patch_size
+from keras_spikformer.layers import SpikformerBlock
+from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
+from keras_spikformer.models.spikformer.spikformer_layers import (
+    SpikingPatchSplitting,
+    check_patch_size,
+)
 from keras_spikformer.neurons import get_surrogate
 from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
@@ -19,20 +23,14 @@ def validate_architecture(
     num_timesteps, encoding,
 ):  # fmt: skip
     """Raises a `ValueError` naming the problem and the fix for impossible configs."""
-    if len(tuple(image_shape)) != 3 or any(int(d) < 1 for d in image_shape):
-        raise ValueError(
-            f"`image_shape` must be (height, width, channels) with positive sizes; "
-            f"got {image_shape}."
-        )
-    if int(num_timesteps) < 1:
-        raise ValueError(
-            f"`num_timesteps` must be an integer >= 1; got {num_timesteps}. "
-            "Spikformer uses 4 for images and 16 for DVS event data."
-        )
+    image_shape = check_image_shape(image_shape)
+    check_int("num_timesteps", num_timesteps)
+    check_int("num_layers", num_layers)
+    check_int("num_heads", num_heads)
+    check_int("hidden_dim", hidden_dim)
+    check_int("patch_size", patch_size)
     if encoding not in ENCODINGS:
         raise ValueError(f"`encoding` must be one of {ENCODINGS}; got {encoding!r}.")
-    if int(num_layers) < 1:
-        raise ValueError(f"`num_layers` must be >= 1; got {num_layers}.")
     if hidden_dim % 8:
         raise ValueError(
             f"`hidden_dim` must be divisible by 8 (the patch-splitting stem has "
@@ -56,40 +54,8 @@ def validate_architecture(
         )
 
 
-def check_input_shape(model, inputs):
-    """Raises a clear `ValueError` when `inputs` cannot feed `model`."""
-    expected = tuple(model.inputs[0].shape[1:])
-    shape = tuple(getattr(inputs, "shape", ()))
-    if len(shape) != len(expected) + 1 or any(
-        e is not None and s is not None and s != e
-        for s, e in zip(shape[1:], expected, strict=False)
-    ):
-        layout = (
-            "[batch, time, height, width, channels]"
-            if len(expected) == 4
-            else "[batch, height, width, channels]"
-        )
-        hint = ""
-        if len(shape) == len(expected) + 1 and shape[-3] == expected[-1]:
-            hint = " The input looks channels-first: move channels last first."
-        raise ValueError(
-            f"{model.name} expects inputs of shape (batch, {', '.join(map(str, expected))}) "
-            f"laid out {layout} (channels last); got shape {shape}.{hint} Resize the "
-            "images or rebuild the model for this shape, e.g. "
-            "`Spikformer.from_preset(name, image_shape=...)`."
-        )
-
-
-class InputCheckMixin:
-    """Validates the input shape before running the functional graph."""
-
-    def __call__(self, inputs, *args, **kwargs):
-        check_input_shape(self, inputs)
-        return super().__call__(inputs, *args, **kwargs)
-
-
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class SpikformerBackbone(InputCheckMixin, keras.Model):
+class SpikformerBackbone(Backbone):
     """Spikformer feature extractor: SPS stem and Spikformer blocks.
 
     A functional model: with `encoding="direct"` it takes images
@@ -205,8 +171,7 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
                     name=f"block_{i}",
                     dtype=policy,
                 )(x)
-        super().__init__(inputs=inputs, outputs=x, **kwargs)
-        self.dtype_policy = policy  # Functional models ignore `dtype`
+        super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
 
         # === Config ===
         self.image_shape = image_shape
@@ -227,7 +192,6 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         self.detach_reset = neuron_config["detach_reset"]
         self.surrogate = neuron_config["surrogate"]
         self.remat = bool(remat)
-        self.dtype_policy_config = keras.dtype_policies.serialize(policy)
 
     @property
     def num_tokens(self):
@@ -235,37 +199,40 @@ class SpikformerBackbone(InputCheckMixin, keras.Model):
         h, w, _ = self.image_shape
         return (h // self.patch_size) * (w // self.patch_size)
 
-    def architecture_config(self):
-        """The architecture arguments (everything but name, trainable, dtype)."""
-        return {
-            "image_shape": list(self.image_shape),
-            "patch_size": self.patch_size,
-            "hidden_dim": self.hidden_dim,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "mlp_ratio": self.mlp_ratio,
-            "num_timesteps": self.num_timesteps,
-            "qkv_bias": self.qkv_bias,
-            "attention_scale": self.attention_scale,
-            "encoding": self.encoding,
-            "tau": self.tau,
-            "v_threshold": self.v_threshold,
-            "attention_v_threshold": self.attention_v_threshold,
-            "v_reset": self.v_reset,
-            "decay_input": self.decay_input,
-            "detach_reset": self.detach_reset,
-            "surrogate": self.surrogate,
-            "remat": self.remat,
-        }
-
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            **self.architecture_config(),
-            "dtype": self.dtype_policy_config,
-        }
+        config = super().get_config()
+        config.update(
+            {
+                "image_shape": list(self.image_shape),
+                "patch_size": self.patch_size,
+                "hidden_dim": self.hidden_dim,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "mlp_ratio": self.mlp_ratio,
+                "num_timesteps": self.num_timesteps,
+                "qkv_bias": self.qkv_bias,
+                "attention_scale": self.attention_scale,
+                "encoding": self.encoding,
+                "tau": self.tau,
+                "v_threshold": self.v_threshold,
+                "attention_v_threshold": self.attention_v_threshold,
+                "v_reset": self.v_reset,
+                "decay_input": self.decay_input,
+                "detach_reset": self.detach_reset,
+                "surrogate": self.surrogate,
+                "remat": self.remat,
+            }
+        )
+        return config
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    def get_layout_map(self, device_mesh, model_axis="model"):
+        """Megatron-style tensor parallelism for Spikformer (see
+        `keras_spikformer.training.distribute.get_layout_map`).
+
+        Example:
+        >>> mesh = keras.distribution.DeviceMesh((2, 2), ["batch", "model"])
+        >>> layout_map = backbone.get_layout_map(mesh)
+        """
+        from keras_spikformer.training.distribute import get_layout_map
+
+        return get_layout_map(device_mesh, model_axis=model_axis)

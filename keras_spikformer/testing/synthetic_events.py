@@ -29,7 +29,7 @@ _AEDAT2_HEADER = (
     "# Data format is int32 address, int32 timestamp (8 bytes total), "
     "repeated for each event",
     "# Timestamps tick is 1 us",
-    "# created by keras_spikformer.data.synthetic_events",
+    "# created by keras_spikformer.testing.synthetic_events",
 )
 _AEDAT31_HEADER = (
     "#!AER-DAT3.1",

@@ -1,0 +1,217 @@
+"""`ImageClassifier`: the base class of every family's classifier (the task)."""
+
+import contextlib
+
+import keras
+import numpy as np
+
+from keras_spikformer import presets
+from keras_spikformer.models.backbone import InputCheckMixin, PresetCatalogue
+
+
+class ImageClassifier(InputCheckMixin, keras.Model):
+    """Base class of the families' image classifiers, KerasHub's `Task` split.
+
+    A classifier is a functional model `backbone -> head` with an optional
+    `preprocessor` that `fit`, `evaluate` and `predict` apply to raw images
+    first, so `model.predict(uint8_images)` of any size gives the logits of
+    the correctly resized and normalised images. A subclass sets
+    `backbone_cls` and `preprocessor_cls`, stores `self.backbone`,
+    `self.preprocessor` and its head layers, builds the graph, calls
+    `super().__init__(inputs=..., outputs=..., **kwargs)` and adds its own
+    arguments to `get_config`.
+
+    Example:
+    >>> model = keras_spikformer.Spikformer.from_preset("spikformer_tiny_digits")
+    >>> logits = model.predict(raw_uint8_images)
+    >>> model.save_to_preset("./my_model")
+    """
+
+    backbone_cls = None
+    preprocessor_cls = None
+    presets = PresetCatalogue()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # `fit`/`evaluate`/`predict` run the preprocessor first while True.
+        self.apply_preprocessor = True
+        self.dtype_policy = self.backbone.dtype_policy  # Functional models ignore `dtype`
+        if self.preprocessor is not None:
+            _check_preprocessor(self.preprocessor, self.backbone)
+
+    @property
+    def image_shape(self):
+        """The backbone's input shape without the batch (and time) axis."""
+        return tuple(self.backbone.image_shape)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor)
+            if self.preprocessor is not None
+            else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    # === Presets ===
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=None, **overrides):
+        """Builds the classifier of a preset (backbone, head, preprocessor).
+
+        Args:
+            preset: a zoo name (see `cls.presets`), a preset directory, or an
+                `hf://owner/name` handle.
+            load_weights: `None` loads weights when the preset has them (and
+                warns when it has none); `True` requires them; `False` skips them.
+            **overrides: backbone or classifier arguments to change, e.g.
+                `num_classes=100`, `num_timesteps=2`, `image_shape=(64, 64, 3)`,
+                `dtype="mixed_bfloat16"`. Weights whose variable path and
+                shape still match are loaded; the others are freshly
+                initialised and named in one warning.
+
+        Returns:
+            A classifier of this class.
+
+        Example:
+        >>> model = Spikformer.from_preset("spikformer_4_384_cifar10", num_classes=100)
+        """
+        return presets.load_task(cls, preset, load_weights, overrides)
+
+    def save_to_preset(self, directory, overwrite=False):
+        """Writes the preset files (config, task, preprocessor, weights, metadata, recipe).
+
+        The directory is written atomically; `from_preset(directory)` reads it back.
+
+        Example:
+        >>> model.save_to_preset("./my_model")
+        """
+        presets.save_preset(self, directory, overwrite=overwrite)
+
+    # === Training defaults and preprocessing ===
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """`keras.Model.compile` with defaults for fine-tuning.
+
+        `"auto"` gives AdamW (learning rate 1e-4, weight decay 0.01), sparse
+        categorical cross-entropy on logits and top-1 accuracy. Pass any
+        Keras optimizer, loss or metrics instead.
+
+        Example:
+        >>> model.compile()
+        >>> model.fit(images, labels, epochs=3)
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01)
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    @contextlib.contextmanager
+    def preprocessing_disabled(self):
+        """Within the block, `fit`/`evaluate`/`predict` take model-ready inputs.
+
+        For pipelines that preprocess (and augment) themselves; the same as
+        setting `model.apply_preprocessor = False` for the block.
+
+        Example:
+        >>> with model.preprocessing_disabled():
+        ...     model.fit(normalised_dataset)
+        """
+        saved, self.apply_preprocessor = self.apply_preprocessor, False
+        try:
+            yield self
+        finally:
+            self.apply_preprocessor = saved
+
+    def preprocess(self, x):
+        """Applies the preprocessor to images: an array, a list of images of any
+        sizes, or a `tf.data.Dataset` of `(images, ...)` batches.
+
+        Returns:
+            Model-ready inputs of the same kind (a list becomes one array).
+        """
+        pre = self.preprocessor
+        if pre is None or not self.apply_preprocessor or x is None:
+            return x
+        channels = self.image_shape[-1]
+        if type(x).__module__.startswith("tensorflow") and hasattr(x, "map"):
+            def fn(*batch):
+                if isinstance(batch[0], dict):
+                    return batch
+                return (pre(batch[0]),) + tuple(batch[1:])
+            return x.map(fn)
+        if isinstance(x, (list, tuple)):
+            arrays = [np.asarray(image) for image in x]
+            for image in arrays:
+                pre.check_images(image, channels)
+            if len({a.shape for a in arrays}) == 1 and arrays[0].ndim == 4:
+                return self._preprocess_array(np.concatenate(arrays))
+            return np.concatenate(
+                [self._preprocess_array(a[None] if a.ndim == 3 else a) for a in arrays]
+            )
+        if hasattr(x, "shape") and not isinstance(x, dict):
+            pre.check_images(x, channels)
+            return self._preprocess_array(x if len(x.shape) > 3 else x[None])
+        return x
+
+    def _preprocess_array(self, x, chunk=64):
+        out = [
+            keras.ops.convert_to_numpy(self.preprocessor(x[i : i + chunk]))
+            for i in range(0, int(x.shape[0]), chunk)
+        ]
+        return np.concatenate(out).astype("float32")
+
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        if validation_data is not None and self.apply_preprocessor:
+            if isinstance(validation_data, tuple) and self.preprocessor is not None:
+                validation_data = (self.preprocess(validation_data[0]),) + tuple(
+                    validation_data[1:]
+                )
+            else:
+                validation_data = self.preprocess(validation_data)
+        return super().fit(
+            self.preprocess(x), y, *args, validation_data=validation_data, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        return super().evaluate(self.preprocess(x), y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        return super().predict(self.preprocess(x), *args, **kwargs)
+
+
+def _check_preprocessor(preprocessor, backbone):
+    """The preprocessor must produce what the backbone takes."""
+    size = tuple(preprocessor.image_size)
+    shape = tuple(backbone.image_shape)
+    encoding = getattr(backbone, "encoding", "direct")
+    if preprocessor.encoding != encoding:
+        raise ValueError(
+            f"The preprocessor handles encoding {preprocessor.encoding!r} but the "
+            f"backbone takes {encoding!r}; build the preprocessor with "
+            f"encoding={encoding!r}."
+        )
+    if encoding == "direct" and size != shape[:2]:
+        raise ValueError(
+            f"The preprocessor makes {size[0]}x{size[1]} images but the backbone "
+            f"takes {shape[0]}x{shape[1]}; build it with image_size={shape[:2]} "
+            "(from_preset does this when you override image_shape)."
+        )
+    channels = preprocessor.num_channels
+    if channels is not None and channels != shape[-1]:
+        raise ValueError(
+            f"The preprocessor normalises {channels} channels but the backbone takes "
+            f"{shape[-1]}; give mean/std with {shape[-1]} values."
+        )

@@ -1,0 +1,121 @@
+"""Weights of preset directories: writing, reading, and transfer by variable path."""
+
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+WEIGHTS_FILE = "model.weights.h5"
+TASK_WEIGHTS_FILE = "task.weights.h5"
+
+
+class WeightsError(ValueError):
+    """Weight files that are corrupt or do not fit the model."""
+
+
+def _backbone_of(model):
+    return getattr(model, "backbone", model)
+
+
+def task_variables(model):
+    """The classifier's variables outside its backbone (the head), by path."""
+    backbone = _backbone_of(model)
+    if backbone is model:
+        return {}
+    inside = {id(v) for v in backbone.weights}
+    return {v.path: v for v in model.weights if id(v) not in inside}
+
+
+def save_preset_weights(model, directory):
+    """Writes `model.weights.h5` (the backbone, Keras format) and, for a
+    classifier, `task.weights.h5` (every other variable, keyed by path)."""
+    directory = Path(directory)
+    _backbone_of(model).save_weights(directory / WEIGHTS_FILE)
+    head = task_variables(model)
+    if head:
+        with h5py.File(directory / TASK_WEIGHTS_FILE, "w") as f:
+            for path, variable in head.items():
+                f.create_dataset(path, data=keras.ops.convert_to_numpy(variable.value))
+
+
+def load_preset_weights(model, directory):
+    """Loads a preset directory's weight files into `model` (same architecture).
+
+    Raises:
+        WeightsError: naming the file that is missing, corrupt or does not fit.
+    """
+    directory = Path(directory)
+    weights = directory / WEIGHTS_FILE
+    try:
+        _backbone_of(model).load_weights(weights)
+    except Exception as e:  # h5py, Keras and OS errors alike
+        raise WeightsError(
+            f"{weights} cannot be loaded into {_backbone_of(model).name} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). The file "
+            "is corrupt or belongs to another architecture: restore it or write the "
+            "preset again with `save_to_preset`."
+        ) from None
+    head = task_variables(model)
+    if not head:
+        return
+    path = directory / TASK_WEIGHTS_FILE
+    if not path.is_file():
+        return  # a backbone-only preset: the head stays freshly initialised
+    stored = read_path_arrays(path)
+    for name, variable in head.items():
+        if name in stored and tuple(stored[name].shape) == tuple(variable.shape):
+            variable.assign(stored[name].astype(variable.dtype))
+
+
+def read_path_arrays(path):
+    """`{variable path: array}` of a `task.weights.h5` file."""
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+
+            def visit(name, item):
+                if isinstance(item, h5py.Dataset):
+                    out[name] = np.asarray(item)
+
+            f.visititems(visit)
+    except Exception as e:
+        raise WeightsError(
+            f"{path} is corrupt ({type(e).__name__}: {e}); restore it or write the "
+            "preset again with `save_to_preset`."
+        ) from None
+    return out
+
+
+def transfer_by_path(source, target):
+    """Copies every weight whose variable path and shape agree.
+
+    Args:
+        source: the model holding the weights.
+        target: the model to fill (e.g. the same family with overrides).
+
+    Returns:
+        The paths of the target variables left as initialised.
+
+    Raises:
+        WeightsError: when no variable path corresponds (unrelated layouts).
+
+    Example:
+    >>> skipped = transfer_by_path(pretrained, model_with_new_head)
+    """
+    by_path = {v.path: v for v in source.weights}
+    skipped, copied = [], 0
+    for variable in target.weights:
+        match = by_path.get(variable.path)
+        if match is not None and tuple(match.shape) == tuple(variable.shape):
+            variable.assign(keras.ops.cast(match.value, variable.dtype))
+            copied += 1
+        else:
+            skipped.append(variable.path)
+    if target.weights and not copied:
+        raise WeightsError(
+            f"No weight of {source.name} corresponds to {target.name} (no variable "
+            "path in common): the two models belong to different architectures or "
+            "families. Build the target from the same family's preset."
+        )
+    return skipped
