@@ -3,31 +3,47 @@
 PyTorch files (zip format of torch>=1.6 and the older legacy format) are read
 with a restricted unpickler (see `torch_pickle`): a file that refers to any
 Python global outside a small allow-list is refused before anything runs.
+
+Memory stays bounded by the file's size: the pickle's cost is estimated before
+it is unpickled, and every tensor's shape, strides and offset are checked
+against its storage (`tensor_layout`) before any array is allocated. Broken
+files raise `CheckpointFormatError("corrupt checkpoint: ...")`.
+
+The formats are opened by `torch_files` and `array_files`; `state_dict_selection`
+finds the weights inside training checkpoints.
 """
 
 import contextlib
 import dataclasses
 import functools
-import json
-import math
 import os
 import zipfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import keras
-import ml_dtypes
 import numpy as np
 
-from keras_spikformer.convert import torch_pickle
-from keras_spikformer.convert.torch_pickle import (
-    InertObject,
-    StorageRef,
-    TensorRef,
-    TorchDtype,
+from keras_spikformer.convert.array_files import open_npz, open_safetensors
+from keras_spikformer.convert.checkpoint_errors import (
+    CheckpointFormatError,
+    MemoryBudget,
     UnsafeCheckpointError,
+    corrupt,
+    format_errors,
 )
+from keras_spikformer.convert.state_dict_selection import (
+    plain_metadata,
+    select_weights,
+    strip_prefix,
+)
+from keras_spikformer.convert.tensor_layout import check_layout
+from keras_spikformer.convert.torch_files import (
+    Storages,
+    is_pickle_record,
+    open_torch_legacy,
+    open_torch_zip,
+)
+from keras_spikformer.convert.torch_pickle import TensorRef
 
 __all__ = [
     "CheckpointContents",
@@ -38,36 +54,12 @@ __all__ = [
 ]
 
 _PROGRESS_MIN_BYTES = 50 * 2**20
-# Where training scripts keep the weights: timm, DeiT, plain DDP wrappers,
-# and `sd/` in this project's npz fixtures.
-_WEIGHT_KEYS = ("state_dict", "model", "module", "sd")
-_EMA_KEYS = ("state_dict_ema", "model_ema")
-_DDP_PREFIX = "module."
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "BF16": ml_dtypes.bfloat16,
-    "F8_E4M3": ml_dtypes.float8_e4m3fn,
-    "F8_E5M2": ml_dtypes.float8_e5m2,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U64": np.uint64,
-    "U32": np.uint32,
-    "U16": np.uint16,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
+_OPENERS = {
+    "torch-zip": open_torch_zip,
+    "torch-legacy": open_torch_legacy,
+    "safetensors": open_safetensors,
+    "npz": open_npz,
 }
-
-StorageReader = Callable[[str, np.dtype], np.ndarray]
-
-
-class CheckpointFormatError(ValueError):
-    """A checkpoint file is missing, truncated, corrupt or holds no tensors."""
 
 
 @dataclasses.dataclass
@@ -129,7 +121,8 @@ def read_checkpoint(
 
     Raises:
         CheckpointFormatError: the file is missing, empty, truncated, corrupt,
-            holds no tensors, or has no EMA weights when `use_ema=True`.
+            needs more memory than its size allows, holds no tensors, or has
+            no EMA weights when `use_ema=True`.
         UnsafeCheckpointError: a PyTorch file refers to a Python global that
             a weights file does not need; nothing from it was run.
 
@@ -140,34 +133,20 @@ def read_checkpoint(
     """
     path = Path(path)
     fmt = _detect_format(path)
-    with contextlib.ExitStack() as stack:
-        with _format_errors(path, fmt):
-            top, read_storage = _OPENERS[fmt](path, stack)
-        source_key, weights = _select(top, use_ema, path)
-        weights, prefix = _strip_prefix(weights)
-        with _format_errors(path, fmt):
-            state_dict = _materialize(weights, read_storage, progress)
-    others = {str(k): v for k, v in top.items() if k != source_key}
-    if source_key is None:
-        others = {}
-    metadata = {k: _plain(v) for k, v in others.items() if not _has_tensor(v)}
-    extras = list(others)
-    return CheckpointContents(state_dict, fmt, source_key, prefix, extras, metadata)
-
-
-@contextlib.contextmanager
-def _format_errors(path: Path, fmt: str) -> Iterator[None]:
-    """Turns any parsing failure into one `CheckpointFormatError`."""
-    try:
-        yield
-    except (CheckpointFormatError, UnsafeCheckpointError):
-        raise
-    except Exception as error:  # Anything an untrusted file can trigger.
-        raise CheckpointFormatError(
-            f"Could not read {path} as a {fmt} checkpoint ({type(error).__name__}: "
-            f"{error}). The file is probably truncated or corrupt; download or "
-            "save it again."
-        ) from error
+    budget = MemoryBudget(path)
+    with contextlib.ExitStack() as stack, format_errors(path):
+        top, storages = _OPENERS[fmt](path, stack, budget)
+        source_key, weights = select_weights(top, use_ema, path)
+        weights, prefix = strip_prefix(weights)
+        _check_tensors(weights, storages, budget, path)
+        state_dict = _materialize(weights, storages, progress)
+        others = {str(k): v for k, v in top.items() if k != source_key}
+        if source_key is None:
+            others = {}
+        metadata = plain_metadata(others, path)
+    return CheckpointContents(
+        state_dict, fmt, source_key, prefix, list(others), metadata
+    )
 
 
 def _detect_format(path: Path) -> str:
@@ -181,9 +160,9 @@ def _detect_format(path: Path) -> str:
     if not head:
         raise CheckpointFormatError(f"Checkpoint {path} is empty (0 bytes).")
     if head.startswith(b"PK"):
-        with _format_errors(path, "zip"), zipfile.ZipFile(path) as archive:
+        with format_errors(path), zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-        if any(_is_pickle_record(name) for name in names):
+        if any(is_pickle_record(name) for name in names):
             return "torch-zip"
         if names and all(name.endswith(".npy") for name in names):
             return "npz"
@@ -197,180 +176,36 @@ def _detect_format(path: Path) -> str:
     )
 
 
-def _is_pickle_record(name: str) -> bool:
-    return name.endswith("/data.pkl") and name.count("/") == 1
-
-
-def _open_torch_zip(
-    path: Path, stack: contextlib.ExitStack
-) -> tuple[Any, StorageReader]:
-    archive = stack.enter_context(zipfile.ZipFile(path))
-    (record,) = [name for name in archive.namelist() if _is_pickle_record(name)]
-    prefix = record.removesuffix("data.pkl")
-    if prefix + "byteorder" in archive.namelist():
-        _check_little_endian(path, archive.read(prefix + "byteorder") == b"little")
-    with archive.open(record) as f:
-        top, _ = torch_pickle.load_pickle(f, str(path))
-
-    def read_storage(key: str, dtype: np.dtype) -> np.ndarray:
-        return np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype)
-
-    return top, read_storage
-
-
-def _open_torch_legacy(
-    path: Path, stack: contextlib.ExitStack
-) -> tuple[Any, StorageReader]:
-    f = stack.enter_context(open(path, "rb"))
-    magic, _ = torch_pickle.load_pickle(f, str(path))
-    if magic != _LEGACY_MAGIC:
-        raise CheckpointFormatError(
-            f"{path} is a pickle but not a PyTorch checkpoint (no torch.save "
-            "magic number)."
-        )
-    protocol, _ = torch_pickle.load_pickle(f, str(path))
-    sys_info, _ = torch_pickle.load_pickle(f, str(path))
-    if protocol != _LEGACY_PROTOCOL:
-        raise CheckpointFormatError(f"{path} has torch protocol {protocol}, not 1001.")
-    _check_little_endian(path, sys_info.get("little_endian", True))
-    top, storages = torch_pickle.load_pickle(f, str(path))
-    keys, _ = torch_pickle.load_pickle(f, str(path))
-    ranges = {}
-    for key in keys:
-        numel = int.from_bytes(_read_exact(f, 8), "little")
-        ranges[key] = (f.tell(), numel * storages[key].dtype.itemsize)
-        f.seek(ranges[key][1], os.SEEK_CUR)
-    return top, _range_reader(f, ranges)
-
-
-def _open_safetensors(
-    path: Path, stack: contextlib.ExitStack
-) -> tuple[Any, StorageReader]:
-    f = stack.enter_context(open(path, "rb"))
-    header_size = int.from_bytes(_read_exact(f, 8), "little")
-    header = json.loads(_read_exact(f, header_size))
-    header.pop("__metadata__", None)
-    data_size = os.fstat(f.fileno()).st_size - 8 - header_size
-    top, ranges = {}, {}
-    for name, info in header.items():
-        if info["dtype"] not in _SAFETENSORS_DTYPES:
-            raise CheckpointFormatError(
-                f"{path}: tensor {name!r} has unsupported dtype {info['dtype']!r}; "
-                f"supported: {sorted(_SAFETENSORS_DTYPES)}."
+def _check_tensors(
+    weights: dict[str, Any], storages: Storages, budget: MemoryBudget, path: Path
+) -> None:
+    """Checks every tensor against its storage and the memory budget, before
+    anything is read."""
+    for name, ref in weights.items():
+        if not isinstance(ref, TensorRef):
+            continue
+        if ref.storage.key not in storages.sizes:
+            raise corrupt(
+                path,
+                f"tensor {name!r} uses storage {ref.storage.key!r}, but the file "
+                f"has no {storages.location(ref.storage.key)}",
             )
-        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
-        shape = tuple(info["shape"])
-        begin, end = info["data_offsets"]
-        if (
-            not 0 <= begin <= end <= data_size
-            or end - begin != math.prod(shape) * dtype.itemsize
-        ):
-            raise CheckpointFormatError(
-                f"{path}: tensor {name!r} ({info['dtype']}, shape {shape}) has data "
-                f"offsets {[begin, end]} that do not fit its size or the file's "
-                f"{data_size} data bytes."
-            )
-        ranges[name] = (8 + header_size + begin, end - begin)
-        strides = tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
-        top[name] = TensorRef(StorageRef(name, dtype), 0, shape, strides)
-    return top, _range_reader(f, ranges)
-
-
-def _open_npz(path: Path, stack: contextlib.ExitStack) -> tuple[Any, None]:
-    npz = stack.enter_context(np.load(path, allow_pickle=False))
-    arrays = {name: npz[name] for name in npz.files}
-    weights = {n[3:]: a for n, a in arrays.items() if n.startswith("sd/")}
-    if not weights:
-        return arrays, None
-    others = {n: a for n, a in arrays.items() if not n.startswith("sd/")}
-    return {"sd": weights, **others}, None
-
-
-_OPENERS = {
-    "torch-zip": _open_torch_zip,
-    "torch-legacy": _open_torch_legacy,
-    "safetensors": _open_safetensors,
-    "npz": _open_npz,
-}
-
-
-def _check_little_endian(path: Path, little_endian: bool) -> None:
-    if not little_endian:
-        raise CheckpointFormatError(
-            f"{path} was saved on a big-endian machine, which is not supported; "
-            "save it again on a little-endian one."
-        )
-
-
-def _read_exact(f: IO[bytes], size: int) -> bytes:
-    data = f.read(size)
-    if len(data) != size:
-        raise EOFError(
-            f"needed {size} bytes at offset {f.tell() - len(data)}, got {len(data)}"
-        )
-    return data
-
-
-def _range_reader(f: IO[bytes], ranges: dict[str, tuple[int, int]]) -> StorageReader:
-    """Reads storage `key` from its `(offset, size)` byte range in `f`."""
-
-    def read_storage(key: str, dtype: np.dtype) -> np.ndarray:
-        offset, size = ranges[key]
-        f.seek(offset)
-        return np.frombuffer(_read_exact(f, size), dtype)
-
-    return read_storage
-
-
-def _is_tensor(value: Any) -> bool:
-    return isinstance(value, (np.ndarray, TensorRef))
-
-
-def _tensors(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {}
-    return {str(k): v for k, v in value.items() if _is_tensor(v)}
-
-
-def _select(top: Any, use_ema: bool, path: Path) -> tuple[str | None, dict[str, Any]]:
-    """Finds the weights in a (possibly training) checkpoint."""
-    if not isinstance(top, dict):
-        raise CheckpointFormatError(
-            f"{path} holds a {type(top).__name__}, not a dict of tensors."
-        )
-    for key in _EMA_KEYS if use_ema else _WEIGHT_KEYS:
-        if weights := _tensors(top.get(key)):
-            return key, weights
-    keys = sorted(map(str, top))
-    if use_ema:
-        raise CheckpointFormatError(
-            f"{path} has no EMA weights (looked for {list(_EMA_KEYS)}); its "
-            f"top-level keys are {keys}. Pass use_ema=False for the regular weights."
-        )
-    if top and all(_is_tensor(v) for v in top.values()):
-        return None, top
-    raise CheckpointFormatError(
-        f"{path} holds no tensors: expected a dict of tensors, or one under "
-        f"{list(_WEIGHT_KEYS)}, but its top-level keys are {keys}."
-    )
-
-
-def _strip_prefix(weights: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    if not all(name.startswith(_DDP_PREFIX) for name in weights):
-        return weights, None
-    return {n.removeprefix(_DDP_PREFIX): v for n, v in weights.items()}, _DDP_PREFIX
+        check_layout(name, ref, storages.sizes[ref.storage.key], path)
+    total = sum(ref.nbytes for ref in weights.values())
+    budget.check(total, f"its {len(weights)} tensors")
 
 
 def _materialize(
-    weights: dict[str, Any], read_storage: StorageReader | None, progress: bool
+    weights: dict[str, Any], storages: Storages, progress: bool
 ) -> dict[str, np.ndarray]:
     """Builds every array, reading each storage once (in storage order)."""
-    if read_storage:
-        read_storage = functools.lru_cache(maxsize=1)(read_storage)
+    read_storage = functools.lru_cache(maxsize=1)(storages.read)
     order = sorted(weights, key=lambda n: _storage_key(weights[n]))
     total = sum(leaf.nbytes for leaf in weights.values())
     bar = None
     if progress and total > _PROGRESS_MIN_BYTES:
+        import keras  # only for the progress bar
+
         bar = keras.utils.Progbar(len(order), unit_name="tensor")
     arrays = {}
     for step, name in enumerate(order, 1):
@@ -385,28 +220,3 @@ def _materialize(
 
 def _storage_key(leaf: Any) -> str:
     return leaf.storage.key if isinstance(leaf, TensorRef) else ""
-
-
-def _has_tensor(value: Any) -> bool:
-    if _is_tensor(value):
-        return True
-    if isinstance(value, dict):
-        value = list(value.values())
-    elif isinstance(value, InertObject):
-        value = [value.args, value.state]
-    return isinstance(value, (list, tuple)) and any(map(_has_tensor, value))
-
-
-def _plain(value: Any) -> Any:
-    """Converts unpickled metadata to plain Python data."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(map(_plain, value))
-    if isinstance(value, InertObject):
-        if isinstance(value.state, dict) and not value.args:
-            return _plain(value.state)
-        return {"args": _plain(value.args), "state": _plain(value.state)}
-    if isinstance(value, TorchDtype):
-        return str(value)
-    return value

@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import math
 import pickle
+import pickletools
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
@@ -285,6 +286,42 @@ class RestrictedUnpickler(pickle.Unpickler):
             _view_key, start, view_numel = view[0]
             storage = dataclasses.replace(storage, view=(start, view_numel))
         return storage
+
+
+# Peak bytes one pickle opcode can cost once unpickled (an empty list or dict
+# is one byte of pickle and ~80 bytes of Python objects), plus its own bytes.
+BYTES_PER_OPCODE = 96
+# The unpickler's memo is an array that grows to twice the highest index put.
+BYTES_PER_MEMO_INDEX = 16
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
+def unpickled_size(file: IO[bytes]) -> int:
+    """Bounds the memory that unpickling the pickle at `file`'s position takes.
+
+    Walks the opcodes without building any object, then seeks back. Raises
+    `ValueError` for a pickle that is truncated or has an unknown opcode.
+
+    Args:
+        file: seekable binary file positioned at the pickle.
+
+    Returns:
+        An upper estimate in bytes: `BYTES_PER_OPCODE` per opcode, the
+        pickle's length, and the memo array up to the highest index used.
+
+    Example:
+    >>> with open("model.pth", "rb") as f:
+    ...     nbytes = unpickled_size(f)
+    """
+    start = file.tell()
+    count = memo = 0
+    for opcode, arg, _ in pickletools.genops(file):
+        count += 1
+        if opcode.name in _MEMO_PUTS:
+            memo = max(memo, int(arg) + 1)
+    size = file.tell() - start
+    file.seek(start)
+    return count * BYTES_PER_OPCODE + size + memo * BYTES_PER_MEMO_INDEX
 
 
 def load_pickle(file: IO[bytes], source: str) -> tuple[Any, dict[str, StorageRef]]:
