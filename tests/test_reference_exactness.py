@@ -25,7 +25,9 @@ FIXTURES = sorted(FIXTURE_PRESETS)
 
 def fixture_model(name, **options):
     npz, _ = load_fixture(name)
-    model = Spikformer.from_preset(FIXTURE_PRESETS[name], load_weights=False, **options)
+    model = Spikformer.from_preset(
+        FIXTURE_PRESETS[name], load_weights=False, preprocessor=None, **options
+    )
     report = load_reference_weights(model, state_dict_of(npz))
     assert report.ok and not report.missing
     return model, npz

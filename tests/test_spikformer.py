@@ -39,7 +39,7 @@ def tiny(name="spikformer_tiny_cifar", **overrides):
 
 def fixture_cifar_model():
     npz, _ = load_fixture("cifar10_small")
-    model = tiny()
+    model = tiny(preprocessor=None)
     load_reference_weights(model, state_dict_of(npz))
     return model, images_of(npz)
 
@@ -95,6 +95,9 @@ def test_save_to_preset_round_trip(tmp_path):
         "config.json",
         "metadata.json",
         "model.weights.h5",
+        "recipe.json",
+        "task.json",
+        "task.weights.h5",
     ]
     meta = json.loads((tmp_path / "preset" / "metadata.json").read_text())
     assert meta["trainable_params"] == count_trainable_params(model)
@@ -126,7 +129,7 @@ def test_from_preset_overrides_keep_what_fits(tmp_path):
 
 
 def test_mixed_bfloat16_builds_and_runs():
-    model = tiny(dtype="mixed_bfloat16")
+    model = tiny(dtype="mixed_bfloat16", preprocessor=None)
     assert all(w.dtype == "float32" for w in model.weights)
     logits = model.predict(
         np.random.default_rng(0).normal(size=(2, 32, 32, 3)), verbose=0
@@ -142,7 +145,7 @@ def test_fit_with_xla_reduces_the_loss():
     digits = load_digits()
     x = np.repeat(np.repeat(digits.images[:256, :, :, None] / 16.0, 2, 1), 2, 2)
     y = digits.target[:256]
-    model = tiny("spikformer_tiny_digits", load_weights=False)
+    model = tiny("spikformer_tiny_digits", load_weights=False, preprocessor=None)
     model.compile(
         optimizer=keras.optimizers.AdamW(2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

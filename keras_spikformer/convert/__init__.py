@@ -1,6 +1,5 @@
-"""Bringing reference (PyTorch) Spikformer weights into Keras."""
+"""Bringing reference (PyTorch) weights of every family into Keras."""
 
-from keras_spikformer.convert.architecture import ArchitectureError, infer_architecture
 from keras_spikformer.convert.checkpoint_files import (
     CheckpointFormatError,
     UnsafeCheckpointError,
@@ -10,11 +9,17 @@ from keras_spikformer.convert.checkpoint_files import (
 from keras_spikformer.convert.converter import ConversionReport, convert_checkpoint
 from keras_spikformer.convert.reference_weights import (
     LoadReport,
-    canonical_name,
     load_reference_weights,
+    to_keras_layout,
+)
+from keras_spikformer.convert.spikformer_architecture import (
+    ArchitectureError,
+    infer_architecture,
+)
+from keras_spikformer.convert.spikformer_weights import (
+    canonical_name,
     reference_module_map,
     reference_variable_map,
-    to_keras_layout,
 )
 
 __all__ = [

@@ -6,9 +6,10 @@ import warnings
 from pathlib import Path
 
 from keras_spikformer import presets
-from keras_spikformer.convert.architecture import ArchitectureError, infer_architecture
 from keras_spikformer.convert.checkpoint_files import read_checkpoint
+from keras_spikformer.convert.families import family_of_state_dict
 from keras_spikformer.convert.reference_weights import load_reference_weights
+from keras_spikformer.convert.spikformer_architecture import ArchitectureError
 from keras_spikformer.io_utils import read_json
 
 
@@ -71,6 +72,21 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _recipe_preset(task_cls, family, config, notes):
+    """The zoo preset whose recipe (normalisation, evaluation crop) a checkpoint
+    converted without `--preset` gets: same family, same input shape if any."""
+    if family.FAMILY == "spikformer":
+        return _FLAVOUR_PRESETS[notes["family"]]
+    names = sorted(task_cls.presets)
+    same = [
+        name
+        for name in names
+        if list(presets.read_config(presets.resolve(name))["image_shape"])
+        == list(config["image_shape"])
+    ]
+    return (same or names)[0]
+
+
 def convert_checkpoint(
     checkpoint,
     output,
@@ -80,7 +96,10 @@ def convert_checkpoint(
     progress=True,
     **architecture,
 ):
-    """Converts a reference Spikformer checkpoint into a preset directory.
+    """Converts a reference checkpoint of any supported family into a preset directory.
+
+    The family (Spikformer, Spike-driven Transformer, QKFormer,
+    Meta-SpikeFormer) is recognised from the tensor names.
 
     Nothing from the file is executed (see `checkpoint_files`); every tensor
     is checked before anything is written; the directory is written
@@ -94,10 +113,11 @@ def convert_checkpoint(
         use_ema: take the EMA weights (`state_dict_ema`).
         overwrite: replace an existing `output`.
         progress: show a progress bar for large files.
-        **architecture: `Spikformer` arguments the shapes cannot tell or that
-            override the preset: `num_heads`, `num_timesteps`, `image_shape`,
-            `patch_size`, `attention_scale`, `encoding`, or `image_size=(H, W)`
-            (channels then come from the weights). `None` values are ignored.
+        **architecture: backbone arguments of the checkpoint's family that the
+            shapes cannot tell or that override the preset (Spikformer:
+            `num_heads`, `num_timesteps`, `image_shape`, `patch_size`,
+            `attention_scale`, `encoding`), or `image_size=(H, W)` (channels
+            then come from the weights). `None` values are ignored.
 
     Returns:
         A `ConversionReport`, also stored under `"conversion"` in the preset's
@@ -108,8 +128,6 @@ def convert_checkpoint(
     ...                             preset="spikformer_4_384_cifar10")
     >>> model = Spikformer.from_preset("spikformer_cifar10")
     """
-    from keras_spikformer.models import Spikformer
-
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(
@@ -119,24 +137,44 @@ def convert_checkpoint(
     image_size = architecture.pop("image_size", None)
     given = {k: v for k, v in architecture.items() if v is not None}
     contents = read_checkpoint(checkpoint, use_ema=use_ema, progress=progress)
-    if image_size is not None:
-        stem = contents.state_dict.get("patch_embed.proj_conv.weight")
-        channels = 3 if stem is None else int(stem.shape[1])
-        given["image_shape"] = [int(image_size[0]), int(image_size[1]), channels]
+    try:
+        family, task_cls = family_of_state_dict(contents.state_dict)
+    except ValueError as error:
+        raise ArchitectureError(f"{checkpoint}: {error}") from None
     metadata = {}
     if preset is not None:
         directory = presets.resolve(preset)
+        preset_cls = presets.task_class(directory)
+        if preset_cls is not task_cls:
+            raise ArchitectureError(
+                f"{checkpoint} is a {family.FAMILY} checkpoint but preset {str(preset)!r} "
+                f"is a {preset_cls.__name__}; pick a preset of {task_cls.__name__} "
+                f"(see {task_cls.__name__}.presets) or omit --preset to infer it."
+            )
         config = {**presets.read_config(directory), **given}
         provenance = {k: "given" if k in given else f"preset {preset}" for k in config}
         meta_path = directory / presets.METADATA_FILE
         metadata = read_json(meta_path) if meta_path.is_file() else {}
         recipe = presets.read_recipe(directory)
     else:
-        config, provenance = infer_architecture(contents.state_dict, **given)
-        recipe = presets.read_recipe(presets.resolve(_FLAVOUR_PRESETS[provenance["family"]]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = presets.build_task(Spikformer, config, recipe)
+        backbone_config, num_classes, provenance = family.infer_architecture(
+            contents.state_dict, **given
+        )
+        config = {**backbone_config, "num_classes": num_classes}
+        recipe = presets.read_recipe(
+            presets.resolve(_recipe_preset(task_cls, family, config, provenance))
+        )
+    if image_size is not None:
+        config["image_shape"] = [int(image_size[0]), int(image_size[1]), config["image_shape"][2]]
+        provenance["image_shape"] = "given"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = presets.build_task(task_cls, config, recipe)
+    except (TypeError, ValueError) as error:
+        raise ArchitectureError(
+            f"The architecture for {checkpoint} is invalid: {error}"
+        ) from None
     try:
         load = load_reference_weights(model, contents.state_dict)
     except ValueError as error:

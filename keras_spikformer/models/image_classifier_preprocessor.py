@@ -78,6 +78,11 @@ class ImageClassifierPreprocessor(keras.layers.Pipeline):
             layer.built = True
         self.built = True
 
+    def call(self, inputs, training=None, mask=None):
+        if not self.layers:  # event frames pass through
+            return inputs
+        return super().call(inputs, training=False, mask=mask)
+
     def _make_layers(self):
         if self.encoding == "frames":
             return []

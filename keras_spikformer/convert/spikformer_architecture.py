@@ -3,7 +3,7 @@
 import re
 
 from keras_spikformer import presets
-from keras_spikformer.convert.reference_weights import canonical_name
+from keras_spikformer.convert.spikformer_weights import canonical_name
 
 # What shapes cannot tell, per reference family (SPEC.md, "Variants").
 FAMILY_DEFAULTS = {
