@@ -1,6 +1,7 @@
 """keras-spikformer: Spikformer spiking transformers for Keras 3."""
 
 from keras_spikformer import convert, layers, neurons
+from keras_spikformer.hub import upload_preset
 from keras_spikformer.layers import (
     DirectEncoding,
     SpikformerBlock,
@@ -51,4 +52,5 @@ __all__ = [
     "layers",
     "neurons",
     "record_spikes",
+    "upload_preset",
 ]
