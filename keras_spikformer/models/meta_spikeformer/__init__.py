@@ -1,0 +1,33 @@
+"""Meta-SpikeFormer (Spike-driven Transformer V2): conv + transformer stages."""
+
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_attention import (
+    MetaSpikeFormerAttention,
+    MetaSpikeFormerBlock,
+    MetaSpikeFormerMLP,
+)
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_backbone import (
+    MetaSpikeFormerBackbone,
+)
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_classifier import (
+    MetaSpikeFormer,
+)
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
+    MetaSpikeFormerBNAndPad,
+    MetaSpikeFormerConvBlock,
+    MetaSpikeFormerDownsampling,
+    MetaSpikeFormerRepConv,
+    MetaSpikeFormerSepConv,
+)
+
+__all__ = [
+    "MetaSpikeFormer",
+    "MetaSpikeFormerAttention",
+    "MetaSpikeFormerBNAndPad",
+    "MetaSpikeFormerBackbone",
+    "MetaSpikeFormerBlock",
+    "MetaSpikeFormerConvBlock",
+    "MetaSpikeFormerDownsampling",
+    "MetaSpikeFormerMLP",
+    "MetaSpikeFormerRepConv",
+    "MetaSpikeFormerSepConv",
+]

@@ -1,0 +1,123 @@
+"""MetaSpikeFormer image classifier: backbone, token mean, head LIF, linear head(s)."""
+
+import keras
+from keras import ops
+
+from keras_spikformer.layers.spiking_units import TRUNC_NORMAL_INIT
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_backbone import (
+    MetaSpikeFormerBackbone,
+)
+from keras_spikformer.neurons import LIFNeuron
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MetaSpikeFormer(keras.Model):
+    """Meta-SpikeFormer classifier.
+
+    Logits are `mean over T of Dense(LIF(mean over tokens of the backbone maps)))`
+    (the head neuron runs over time on the token-averaged membrane). With
+    `distillation_head=True` a second linear head `head_kd` reads the same
+    spikes: called with `training=True` the model returns `(logits,
+    logits_kd)` for the hard-distillation loss, otherwise their mean, as the
+    reference does.
+
+    Args:
+        backbone: a `MetaSpikeFormerBackbone`.
+        num_classes: int, output logits. Defaults to `1000`.
+        distillation_head: bool, add the `head_kd` head. Defaults to `False`.
+        preprocessor: optional preprocessor (kept for `from_preset` and
+            serialisation; not applied inside the graph).
+        **kwargs: `name`, `trainable`.
+
+    Example:
+    >>> backbone = MetaSpikeFormerBackbone(image_shape=(64, 64, 3),
+    ...     widths=(8, 8, 16, 16), num_heads=4, num_layers=(1, 1), num_timesteps=2)
+    >>> model = MetaSpikeFormer(backbone, num_classes=10)
+    >>> logits = model(np.zeros((2, 64, 64, 3)))  # (2, 10)
+
+    References:
+        Yao et al., "Spike-driven Transformer V2", ICLR 2024 (arXiv 2404.03663).
+    """
+
+    backbone_cls = MetaSpikeFormerBackbone
+
+    def __init__(self, backbone, num_classes=1000, distillation_head=False,
+                 preprocessor=None, **kwargs):  # fmt: skip
+        if int(num_classes) < 1:
+            raise ValueError(f"`num_classes` must be >= 1; got {num_classes}.")
+        if not isinstance(backbone, MetaSpikeFormerBackbone):
+            raise ValueError(
+                f"`backbone` must be a MetaSpikeFormerBackbone; got "
+                f"{type(backbone).__name__}."
+            )
+        policy = backbone.dtype_policy
+        neuron_config = {
+            "tau": backbone.tau,
+            "v_threshold": backbone.v_threshold,
+            "v_reset": backbone.v_reset,
+            "decay_input": backbone.decay_input,
+            "detach_reset": backbone.detach_reset,
+            "surrogate": backbone.surrogate,
+        }
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.head_lif = LIFNeuron(**neuron_config, name="head_lif", dtype=policy)
+        self.head = keras.layers.Dense(
+            int(num_classes), kernel_initializer=TRUNC_NORMAL_INIT, name="head",
+            dtype=policy,
+        )  # fmt: skip
+        self.head_kd = None
+        if distillation_head:
+            self.head_kd = keras.layers.Dense(
+                int(num_classes), kernel_initializer=TRUNC_NORMAL_INIT,
+                name="head_kd", dtype=policy,
+            )  # fmt: skip
+
+        # === Functional model ===
+        inputs = keras.Input(shape=backbone.input.shape[1:], name=backbone.input.name)
+        maps = self.backbone(inputs)
+        spikes = self.head_lif(ops.mean(maps, axis=(2, 3)))  # [B, T, C]
+        outputs = [ops.cast(ops.mean(self.head(spikes), axis=1), "float32")]
+        if self.head_kd is not None:
+            outputs.append(ops.cast(ops.mean(self.head_kd(spikes), axis=1), "float32"))
+        super().__init__(
+            inputs=inputs, outputs=outputs if distillation_head else outputs[0], **kwargs
+        )
+
+        # === Config ===
+        self.num_classes = int(num_classes)
+        self.distillation_head = bool(distillation_head)
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training=training, mask=mask)
+        if not self.distillation_head or training:
+            return tuple(outputs) if self.distillation_head else outputs
+        return (outputs[0] + outputs[1]) / 2.0
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        spec = super().compute_output_spec(inputs, training=training, mask=mask)
+        if self.distillation_head and not training:
+            return spec[0]
+        return spec
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "distillation_head": self.distillation_head,
+            "preprocessor": None
+            if self.preprocessor is None
+            else keras.saving.serialize_keras_object(self.preprocessor),
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -1,0 +1,395 @@
+"""Meta-SpikeFormer convolutional layers: RepConv, separable conv, conv block, downsampling."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT
+from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
+from keras_spikformer.neurons import LIFNeuron
+
+
+def neuron(name, neuron_config, dtype, **overrides):
+    """A `LIFNeuron` with the family's shared options (and per-neuron overrides)."""
+    return LIFNeuron(**{**neuron_config, **overrides}, name=name, dtype=dtype)
+
+
+def built(layer, input_shape):
+    """Builds `layer` for `input_shape` and returns its output shape."""
+    layer.build(input_shape)
+    return layer.compute_output_shape(input_shape)
+
+
+def time_shape(input_shape, folded_output):
+    """`[batch, time, ...]` shape of a folded output shape."""
+    return tuple(input_shape[:2]) + tuple(folded_output[1:])
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MetaSpikeFormerBNAndPad(keras.layers.Layer):
+    """Batch norm, then a 1-pixel border equal to the batch norm of a zero input.
+
+    The border value per channel is `beta - moving_mean * gamma /
+    sqrt(moving_variance + epsilon)` with `gamma` and `beta` held constant
+    (no gradient), as in the reference's `BNAndPadLayer` (from RepVGG). In
+    training the reference reads its running statistics after this batch's
+    update (momentum 0.1, unbiased batch variance); so does this layer, for the
+    border only. Keras's moving statistics themselves follow `BatchNorm`.
+
+    Args:
+        padding: int >= 0, border width. Defaults to `1`.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, height, width, channels]` (time folded into batch);
+    output `[batch, height + 2 * padding, width + 2 * padding, channels]`.
+
+    Example:
+    >>> y = MetaSpikeFormerBNAndPad()(keras.random.normal((8, 14, 14, 64)))  # (8, 16, 16, 64)
+    """
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        if int(padding) < 0:
+            raise ValueError(f"`padding` must be >= 0; got {padding}.")
+        self.padding = int(padding)
+
+    def build(self, input_shape):
+        self.bn = BatchNorm(name="bn", dtype=self.dtype_policy)
+        self.bn.build(input_shape)
+
+    def _border_statistics(self, inputs, training):
+        mean, variance = self.bn.moving_mean, self.bn.moving_variance
+        if not (training and self.bn.trainable):
+            return ops.convert_to_tensor(mean), ops.convert_to_tensor(variance)
+        stats = ops.stop_gradient(ops.cast(inputs, "float32"))
+        count = int(np.prod(inputs.shape[:-1]))
+        batch_mean, batch_var = ops.moments(stats, axes=(0, 1, 2))
+        unbiased = batch_var * (count / max(count - 1, 1))
+        momentum = self.bn.momentum
+        return (
+            mean * momentum + batch_mean * (1.0 - momentum),
+            variance * momentum + unbiased * (1.0 - momentum),
+        )
+
+    def call(self, inputs, training=None):
+        mean, variance = self._border_statistics(inputs, training)
+        outputs = self.bn(inputs, training=training)
+        p = self.padding
+        if not p:
+            return outputs
+        gamma = ops.stop_gradient(ops.convert_to_tensor(self.bn.gamma))
+        beta = ops.stop_gradient(ops.convert_to_tensor(self.bn.beta))
+        value = beta - mean * gamma / ops.sqrt(variance + self.bn.epsilon)
+        height, width = inputs.shape[1], inputs.shape[2]
+        border = np.pad(
+            np.zeros((height, width, 1), "float32"), ((p, p), (p, p), (0, 0)),
+            constant_values=1.0,
+        )  # fmt: skip
+        padded = ops.pad(outputs, ((0, 0), (p, p), (p, p), (0, 0)))
+        # Interior pixels add an exact zero; border pixels get the value.
+        return padded + ops.cast(ops.stop_gradient(value) * border, padded.dtype)
+
+    def compute_output_shape(self, input_shape):
+        p = 2 * self.padding
+        b, h, w, c = input_shape
+        return (b, None if h is None else h + p, None if w is None else w + p, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config["padding"] = self.padding
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MetaSpikeFormerRepConv(keras.layers.Layer):
+    """RepConv: 1x1 conv -> BN-and-pad -> depthwise 3x3 (no padding) -> 1x1 conv -> BN.
+
+    No convolution has a bias. Runs on time-folded maps.
+
+    Args:
+        filters: int, output channels.
+        kernel_initializer: initializer of the convolutions. Defaults to
+            PyTorch's conv default.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, height, width, channels]`; output `[..., filters]`.
+
+    Example:
+    >>> y = MetaSpikeFormerRepConv(64)(keras.random.normal((8, 14, 14, 64)))
+    """
+
+    def __init__(self, filters, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or TORCH_DEFAULT_INIT
+        )
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        init, dtype = self.kernel_initializer, self.dtype_policy
+        self.conv1 = keras.layers.Dense(
+            channels, use_bias=False, kernel_initializer=init, name="conv1", dtype=dtype
+        )
+        self.bn_pad = MetaSpikeFormerBNAndPad(1, name="bn_pad", dtype=dtype)
+        self.depthwise = keras.layers.DepthwiseConv2D(
+            3, use_bias=False, depthwise_initializer=init, name="depthwise", dtype=dtype
+        )
+        self.conv2 = keras.layers.Dense(
+            self.filters, use_bias=False, kernel_initializer=init, name="conv2",
+            dtype=dtype,
+        )  # fmt: skip
+        self.bn = BatchNorm(name="bn", dtype=dtype)
+        shape = built(self.conv1, input_shape)
+        shape = built(self.bn_pad, shape)
+        shape = built(self.depthwise, shape)
+        shape = built(self.conv2, shape)
+        self.bn.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self.bn_pad(self.conv1(inputs), training=training)
+        x = self.conv2(self.depthwise(x))
+        return self.bn(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+            }
+        )
+        return config
+
+
+class _SpikingBlockBase(keras.layers.Layer):
+    """Stores the neuron options and the kernel initializer of a block."""
+
+    def __init__(self, neuron_config=None, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.neuron_config = dict(neuron_config or {})
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or TORCH_DEFAULT_INIT
+        )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "neuron_config": self.neuron_config,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MetaSpikeFormerSepConv(_SpikingBlockBase):
+    """Inverted separable conv: LIF -> 1x1 (2C) -> BN -> LIF -> depthwise 7x7 -> 1x1 (C) -> BN.
+
+    Args:
+        neuron_config: dict of `LIFNeuron` arguments.
+        kernel_initializer: initializer of the convolutions.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, time, height, width, channels]`; output the same.
+
+    Example:
+    >>> y = MetaSpikeFormerSepConv()(keras.random.normal((2, 4, 16, 16, 32)))
+    """
+
+    expansion = 2
+    kernel_size = 7
+
+    def build(self, input_shape):
+        channels, dtype, init = input_shape[-1], self.dtype_policy, self.kernel_initializer
+        hidden = self.expansion * channels
+        self.lif1 = neuron("lif1", self.neuron_config, dtype)
+        self.pwconv1 = keras.layers.Dense(
+            hidden, use_bias=False, kernel_initializer=init, name="pwconv1", dtype=dtype
+        )
+        self.bn1 = BatchNorm(name="bn1", dtype=dtype)
+        self.lif2 = neuron("lif2", self.neuron_config, dtype)
+        self.dwconv = keras.layers.DepthwiseConv2D(
+            self.kernel_size, padding="same", use_bias=False,
+            depthwise_initializer=init, name="dwconv", dtype=dtype,
+        )  # fmt: skip
+        self.pwconv2 = keras.layers.Dense(
+            channels, use_bias=False, kernel_initializer=init, name="pwconv2", dtype=dtype
+        )
+        self.bn2 = BatchNorm(name="bn2", dtype=dtype)
+        folded = folded_shape(input_shape)
+        self.lif1.build(input_shape)
+        shape = built(self.pwconv1, folded)
+        self.bn1.build(shape)
+        self.lif2.build(time_shape(input_shape, shape))
+        shape = built(self.pwconv2, built(self.dwconv, shape))
+        self.bn2.build(shape)
+
+    def call(self, inputs, training=None):
+        steps = inputs.shape[1]
+        x = self.bn1(self.pwconv1(fold_time(self.lif1(inputs))), training=training)
+        x = fold_time(self.lif2(unfold_time(x, steps)))
+        x = self.bn2(self.pwconv2(self.dwconv(x)), training=training)
+        return unfold_time(x, steps)
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MetaSpikeFormerConvBlock(_SpikingBlockBase):
+    """Conv-based spiking block with membrane shortcuts.
+
+    ```
+    x = x + SepConv(x)
+    x = x + BN(Conv3x3(C) (LIF(BN(Conv3x3(4C) (LIF(x))))))
+    ```
+
+    Args:
+        neuron_config: dict of `LIFNeuron` arguments.
+        kernel_initializer: initializer of the convolutions.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, time, height, width, channels]`; output the same.
+
+    Example:
+    >>> y = MetaSpikeFormerConvBlock()(keras.random.normal((2, 4, 16, 16, 32)))
+    """
+
+    expansion = 4
+
+    def build(self, input_shape):
+        channels, dtype, init = input_shape[-1], self.dtype_policy, self.kernel_initializer
+        self.sep_conv = MetaSpikeFormerSepConv(
+            self.neuron_config, init, name="sep_conv", dtype=dtype
+        )
+        self.sep_conv.build(input_shape)
+        self.lif1 = neuron("lif1", self.neuron_config, dtype)
+        self.conv1 = keras.layers.Conv2D(
+            self.expansion * channels, 3, padding="same", use_bias=False,
+            kernel_initializer=init, name="conv1", dtype=dtype,
+        )  # fmt: skip
+        self.bn1 = BatchNorm(name="bn1", dtype=dtype)
+        self.lif2 = neuron("lif2", self.neuron_config, dtype)
+        self.conv2 = keras.layers.Conv2D(
+            channels, 3, padding="same", use_bias=False,
+            kernel_initializer=init, name="conv2", dtype=dtype,
+        )  # fmt: skip
+        self.bn2 = BatchNorm(name="bn2", dtype=dtype)
+        self.lif1.build(input_shape)
+        shape = built(self.conv1, folded_shape(input_shape))
+        self.bn1.build(shape)
+        self.lif2.build(time_shape(input_shape, shape))
+        self.bn2.build(built(self.conv2, shape))
+
+    def call(self, inputs, training=None):
+        steps = inputs.shape[1]
+        x = inputs + self.sep_conv(inputs, training=training)
+        y = self.bn1(self.conv1(fold_time(self.lif1(x))), training=training)
+        y = fold_time(self.lif2(unfold_time(y, steps)))
+        y = self.bn2(self.conv2(y), training=training)
+        return x + unfold_time(y, steps)
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MetaSpikeFormerDownsampling(_SpikingBlockBase):
+    """Strided downsampling: [LIF ->] symmetric zero padding -> Conv (bias) -> BN.
+
+    PyTorch pads strided convolutions symmetrically; Keras's `"same"` does not
+    (it pads bottom/right only for even sizes), hence explicit padding.
+
+    Args:
+        filters: int, output channels.
+        kernel_size: int, square kernel. Defaults to `3`.
+        strides: int. Defaults to `2`.
+        padding: int, zero padding on every side. Defaults to `1`.
+        first_layer: bool, `True` for the stem: no LIF before the conv (it sees
+            pixels) and the input is a static image `[batch, H, W, C]`, repeated
+            over `num_timesteps` after the batch norm. Defaults to `False`.
+        num_timesteps: int, time steps (only with `first_layer`).
+        neuron_config, kernel_initializer: see `MetaSpikeFormerConvBlock`.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, time, H, W, C]` (`[batch, H, W, C]` with
+    `first_layer`); output `[batch, time, H', W', filters]`.
+
+    Example:
+    >>> y = MetaSpikeFormerDownsampling(64)(keras.random.normal((2, 4, 16, 16, 32)))
+    """
+
+    def __init__(
+        self, filters, kernel_size=3, strides=2, padding=1, first_layer=False,
+        num_timesteps=None, **kwargs,
+    ):  # fmt: skip
+        super().__init__(**kwargs)
+        if first_layer and not num_timesteps:
+            raise ValueError("`first_layer=True` needs `num_timesteps` (an int >= 1).")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.padding = int(padding)
+        self.first_layer = bool(first_layer)
+        self.num_timesteps = int(num_timesteps) if num_timesteps else None
+
+    def build(self, input_shape):
+        dtype = self.dtype_policy
+        folded = tuple(input_shape) if self.first_layer else folded_shape(input_shape)
+        if not self.first_layer:
+            self.lif = neuron("lif", self.neuron_config, dtype)
+            self.lif.build(input_shape)
+        self.conv = keras.layers.Conv2D(
+            self.filters, self.kernel_size, strides=self.strides, padding="valid",
+            kernel_initializer=self.kernel_initializer, name="conv", dtype=dtype,
+        )  # fmt: skip
+        self.bn = BatchNorm(name="bn", dtype=dtype)
+        self.bn.build(built(self.conv, self._padded(folded)))
+
+    def _padded(self, shape):
+        p = 2 * self.padding
+        return (shape[0],) + tuple(None if d is None else d + p for d in shape[1:3]) + (
+            shape[3],
+        )
+
+    def call(self, inputs, training=None):
+        p = self.padding
+        pad = ((0, 0), (p, p), (p, p), (0, 0))
+        if self.first_layer:
+            # Static images: conv and BN once; BN statistics over T identical
+            # copies equal those over the batch.
+            x = self.bn(self.conv(ops.pad(inputs, pad)), training=training)
+            return ops.repeat(ops.expand_dims(x, 1), self.num_timesteps, axis=1)
+        x = fold_time(self.lif(inputs))
+        x = self.bn(self.conv(ops.pad(x, pad)), training=training)
+        return unfold_time(x, inputs.shape[1])
+
+    def compute_output_shape(self, input_shape):
+        if self.first_layer:
+            batch, steps, spatial = input_shape[0], self.num_timesteps, input_shape[1:3]
+        else:
+            batch, steps, spatial = input_shape[0], input_shape[1], input_shape[2:4]
+        k, s, p = self.kernel_size, self.strides, 2 * self.padding
+        out = tuple(None if d is None else (d + p - k) // s + 1 for d in spatial)
+        return (batch, steps) + out + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "first_layer": self.first_layer,
+                "num_timesteps": self.num_timesteps,
+            }
+        )
+        return config
