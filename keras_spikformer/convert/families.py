@@ -11,6 +11,11 @@ import importlib
 
 # Backbone class name -> (converter module, classifier class path).
 FAMILIES = {
+    # Before Spikformer: SDT V1 shares its ImageNet tensor names (see recognises).
+    "SpikeDrivenTransformerBackbone": (
+        "keras_spikformer.convert.spike_driven_transformer_weights",
+        "keras_spikformer.models.spike_driven_transformer:SpikeDrivenTransformer",
+    ),
     "SpikformerBackbone": (
         "keras_spikformer.convert.spikformer_weights",
         "keras_spikformer.models.spikformer:Spikformer",

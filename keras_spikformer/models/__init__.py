@@ -5,6 +5,11 @@ from keras_spikformer.models.image_classifier import ImageClassifier
 from keras_spikformer.models.image_classifier_preprocessor import (
     ImageClassifierPreprocessor,
 )
+from keras_spikformer.models.spike_driven_transformer import (
+    SpikeDrivenTransformer,
+    SpikeDrivenTransformerBackbone,
+    SpikeDrivenTransformerImageClassifierPreprocessor,
+)
 from keras_spikformer.models.spikformer import (
     Spikformer,
     SpikformerBackbone,
@@ -15,6 +20,9 @@ __all__ = [
     "Backbone",
     "ImageClassifier",
     "ImageClassifierPreprocessor",
+    "SpikeDrivenTransformer",
+    "SpikeDrivenTransformerBackbone",
+    "SpikeDrivenTransformerImageClassifierPreprocessor",
     "Spikformer",
     "SpikformerBackbone",
     "SpikformerImageClassifierPreprocessor",

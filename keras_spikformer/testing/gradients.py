@@ -51,4 +51,6 @@ def vector_jacobian(fn, inputs, upstream=1.0, layer=None):
 
     x = torch.tensor(inputs, requires_grad=True)
     (fn(x) * torch.as_tensor(upstream)).sum().backward()
-    return x.grad.numpy(), [v.value.grad.numpy() for v in variables]
+    # Variables that take no part in `fn` have no gradient (None), as on TF.
+    grads = [None if v.value.grad is None else v.value.grad.numpy() for v in variables]
+    return x.grad.numpy(), grads
