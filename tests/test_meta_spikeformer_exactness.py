@@ -14,7 +14,7 @@ from keras import ops
 
 from keras_spikformer import record_spikes
 from keras_spikformer.convert import meta_spikeformer_weights as weights
-from keras_spikformer.convert import read_state_dict
+from keras_spikformer.convert import load_reference_weights, read_state_dict
 from keras_spikformer.models.meta_spikeformer import (
     MetaSpikeFormer,
     MetaSpikeFormerBackbone,
@@ -42,14 +42,17 @@ def state_dict_of(npz):
 @pytest.fixture(scope="module")
 def built_model(npz):
     """One build per module (~7 s); each test reloads the reference weights."""
-    config, num_classes, _ = weights.infer_architecture(state_dict_of(npz), **ARCHITECTURE)
-    return MetaSpikeFormer(MetaSpikeFormerBackbone(**config), num_classes)
+    config, num_classes, _ = weights.infer_architecture(
+        state_dict_of(npz), **ARCHITECTURE
+    )
+    kd = config.pop("distillation_head")
+    return MetaSpikeFormer(MetaSpikeFormerBackbone(**config), num_classes, kd)
 
 
 @pytest.fixture
 def model(built_model, npz):
     """The fixture model with fresh reference weights and moving statistics."""
-    weights.load_reference_weights(built_model, state_dict_of(npz))
+    load_reference_weights(built_model, state_dict_of(npz))
     return built_model
 
 
@@ -72,7 +75,7 @@ def test_architecture_inferred_from_the_state_dict(npz):
     assert config["widths"] == [8, 8, 16, 16]
     assert config["num_layers"] == [6, 2]
     assert config["mlp_ratio"] == 4.0
-    assert num_classes == 10 and notes["distillation_head"] is False
+    assert num_classes == 10 and config["distillation_head"] is False
     assert notes["num_heads"] == "default" and config["num_heads"] == 8
     assert weights.recognises(state_dict_of(npz))
 
@@ -133,9 +136,10 @@ def test_released_checkpoint_format_converts_without_torch(built_model, npz):
     config, num_classes, _ = weights.infer_architecture(state_dict, **ARCHITECTURE)
     model = built_model
     assert list(model.backbone.widths) == config["widths"]
-    loaded, ignored = weights.load_reference_weights(model, state_dict)
-    assert all(name.endswith("num_batches_tracked") for name in ignored)
-    assert len(loaded) == len(model.weights)
+    report = load_reference_weights(model, state_dict)
+    assert report.ok and not report.missing
+    assert all(name.endswith("num_batches_tracked") for name in report.ignored)
+    assert len(report.loaded) == len(model.weights)
     logits = ops.convert_to_numpy(model(images_of(npz), training=False))
     np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
 
@@ -171,7 +175,12 @@ def _loss_and_gradients(model, images, labels):
         (loss, logits), (g_vars, g_x) = jax.jit(
             jax.value_and_grad(compute, argnums=(0, 1), has_aux=True)
         )([v.value for v in variables], images)
-        return float(loss), np.asarray(logits), [np.asarray(g) for g in g_vars], np.asarray(g_x)
+        return (
+            float(loss),
+            np.asarray(logits),
+            [np.asarray(g) for g in g_vars],
+            np.asarray(g_x),
+        )
     import torch
 
     x = torch.tensor(images, requires_grad=True)
@@ -194,7 +203,9 @@ def test_train_step_loss_and_gradients_match(model, npz):
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)
     np.testing.assert_allclose(logits, npz["train/logits"], rtol=0, atol=1e-4)
 
-    by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads, strict=True)}
+    by_variable = {
+        id(v): g for v, g in zip(model.trainable_variables, grads, strict=True)
+    }
     variables = weights.reference_variable_map(model)
     compared = 0
     for key in (k for k in npz.files if k.startswith("grad/") and k != "grad/input"):

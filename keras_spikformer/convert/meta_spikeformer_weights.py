@@ -137,7 +137,11 @@ def to_keras_layout(name, array, target_shape):
     array = np.asarray(array)
     target_shape = tuple(target_shape)
     if array.ndim == 4 and len(target_shape) == 4:
-        if array.shape[1] == 1 and target_shape[3] == 1 and target_shape[2] == array.shape[0]:
+        if (
+            array.shape[1] == 1
+            and target_shape[3] == 1
+            and target_shape[2] == array.shape[0]
+        ):
             return array.transpose(2, 3, 0, 1)
         return array.transpose(2, 3, 1, 0)
     if len(target_shape) == 2 and array.ndim >= 2:
@@ -160,9 +164,10 @@ def infer_architecture(state_dict, **given):
             `num_timesteps=1`, `image_shape=(64, 64, 3)`, ...).
 
     Returns:
-        `(backbone_config, num_classes, notes)`; `notes` maps each argument to
-        where it came from (`"shapes"`, `"given"`, `"default"`), and
-        `notes["distillation_head"]` says whether `head_kd` is present.
+        `(config, num_classes, notes)`: backbone arguments plus the
+        classifier's `distillation_head` (whether `head_kd` is present);
+        `notes` maps each argument to where it came from (`"shapes"`,
+        `"given"`, `"default"`).
 
     Example:
     >>> config, classes, notes = infer_architecture(sd, num_timesteps=4)
@@ -188,7 +193,11 @@ def infer_architecture(state_dict, **given):
                 "expected 0..n-1."
             )
         depths.append(len(found))
-    hidden = int(state_dict["block3.0.mlp.fc1_conv.weight"].shape[0]) if depths[0] else 4 * e2
+    hidden = (
+        int(state_dict["block3.0.mlp.fc1_conv.weight"].shape[0])
+        if depths[0]
+        else 4 * e2
+    )
     channels = int(state_dict["downsample1_1.encode_conv.weight"].shape[1])
     config = {
         "widths": [e0, e1, e2, e3],
@@ -213,78 +222,40 @@ def infer_architecture(state_dict, **given):
             config[key], notes[key] = value, "given"
     num_classes = int(state_dict["head.weight"].shape[0])
     notes["num_classes"] = "shapes"
-    notes["distillation_head"] = "head_kd.weight" in state_dict
+    # A classifier argument (the preset loader routes it to the task).
+    config["distillation_head"] = "head_kd.weight" in state_dict
+    notes["distillation_head"] = "shapes (head_kd present)" if config[
+        "distillation_head"
+    ] else "shapes (no head_kd)"
     return config, num_classes, notes
 
 
-def load_reference_weights(model, state_dict, strict=True):
-    """Loads a reference Meta-SpikeFormer state dict into `model`.
+def check_state_dict(model, state_dict, strict=True):
+    """`head_kd` in the checkpoint must match the model's `distillation_head`.
 
-    Every tensor is checked (name, shape, `head_kd` against the model's
-    `distillation_head`) before any is assigned.
-
-    Args:
-        model: a `MetaSpikeFormer` (or its backbone) of the same architecture.
-        state_dict: reference names -> arrays.
-        strict: raise on missing, unexpected or mis-shaped tensors.
-
-    Returns:
-        `(loaded, ignored)` name lists.
+    Called by `keras_spikformer.convert.load_reference_weights` before any
+    tensor is assigned. A checkpoint without `head_kd` (the T=1 stage) loads
+    into a model with the head when `strict=False` (the head stays fresh, as
+    the reference's non-strict load for the T=4 fine-tune does).
 
     Raises:
-        ValueError: naming every problem.
-
-    Example:
-    >>> load_reference_weights(model, read_state_dict("checkpoint-299.pth"))
+        ValueError: naming the mismatch and the fix.
     """
-    if not recognises(state_dict):
-        raise ValueError(
-            "This state dict is not a reference Meta-SpikeFormer (it lacks "
-            f"{list(_SIGNATURE)}); load it into its own family's model."
-        )
-    has_kd = "head_kd.weight" in state_dict
     task = _parts(model)[1]
-    if task is not None and has_kd != task.distillation_head:
+    if task is None:
+        return
+    has_kd = "head_kd.weight" in state_dict
+    if has_kd == task.distillation_head or (not has_kd and not strict):
+        return
+    if has_kd:
+        fix = "build the model with distillation_head=True (CLI: --distillation-head)"
+    else:
         fix = (
-            "build the model with distillation_head=True"
-            if has_kd
-            else "build the model with distillation_head=False (or load with strict=False "
-            "to keep a fresh head_kd)"
+            "build the model with distillation_head=False, or load with strict=False "
+            "to keep a freshly initialised head_kd (the T=1 -> T=4 fine-tune)"
         )
-        if strict or has_kd:
-            raise ValueError(
-                f"The checkpoint {'has' if has_kd else 'has no'} `head_kd` (the "
-                f"distillation head) but the model was built with "
-                f"distillation_head={task.distillation_head}: {fix}."
-            )
-    targets = reference_variable_map(model)
-    assignments, loaded, ignored, problems = [], [], [], []
-    seen = set()
-    for name, value in state_dict.items():
-        if is_ignored(name) or (task is None and name.split(".")[0] in ("head", "head_kd", "lif")):
-            ignored.append(name)
-            continue
-        if name not in targets:
-            problems.append(f"unexpected tensor {name}")
-            continue
-        seen.add(name)
-        variable = targets[name]
-        array = to_keras_layout(name, value, tuple(variable.shape))
-        if tuple(array.shape) != tuple(variable.shape):
-            problems.append(
-                f"shape mismatch for {name}: model needs {tuple(variable.shape)}, "
-                f"checkpoint has {tuple(np.shape(value))}"
-            )
-            continue
-        assignments.append((variable, array))
-        loaded.append(name)
-    problems += [f"missing tensor {n}" for n in sorted(set(targets) - seen)]
-    if problems and strict:
-        raise ValueError(
-            "The checkpoint does not fit this model:\n  " + "\n  ".join(problems[:20])
-            + "\nCheck widths, num_layers, mlp_ratio, num_classes and the image "
-            "channels (convert_checkpoint infers them from the shapes)."
-        )
-    for variable, array in assignments:
-        variable.assign(array.astype(variable.dtype))
-    return loaded, ignored
+    raise ValueError(
+        f"The checkpoint {'has' if has_kd else 'has no'} `head_kd` (the distillation "
+        f"head) but the model was built with distillation_head="
+        f"{task.distillation_head}: {fix}."
+    )

@@ -18,6 +18,9 @@ from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
     MetaSpikeFormerRepConv,
     MetaSpikeFormerSepConv,
 )
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_preprocessor import (
+    MetaSpikeFormerImageClassifierPreprocessor,
+)
 
 __all__ = [
     "MetaSpikeFormer",
@@ -27,6 +30,7 @@ __all__ = [
     "MetaSpikeFormerBlock",
     "MetaSpikeFormerConvBlock",
     "MetaSpikeFormerDownsampling",
+    "MetaSpikeFormerImageClassifierPreprocessor",
     "MetaSpikeFormerMLP",
     "MetaSpikeFormerRepConv",
     "MetaSpikeFormerSepConv",

@@ -49,7 +49,11 @@ class MetaSpikeFormerAttention(_SpikingBlockBase):
         self.attention_v_threshold = float(attention_v_threshold)
 
     def build(self, input_shape):
-        channels, dtype, init = input_shape[-1], self.dtype_policy, self.kernel_initializer
+        channels, dtype, init = (
+            input_shape[-1],
+            self.dtype_policy,
+            self.kernel_initializer,
+        )
         if channels % self.num_heads:
             raise ValueError(
                 f"{self.name}: {channels} channels do not split into "
@@ -59,7 +63,9 @@ class MetaSpikeFormerAttention(_SpikingBlockBase):
         self.head_lif = neuron("head_lif", self.neuron_config, dtype)
         self.head_lif.build(input_shape)
         for name in PROJECTIONS + ("proj",):
-            conv = MetaSpikeFormerRepConv(channels, init, name=f"{name}_conv", dtype=dtype)
+            conv = MetaSpikeFormerRepConv(
+                channels, init, name=f"{name}_conv", dtype=dtype
+            )
             conv.build(folded)
             bn = BatchNorm(name=f"{name}_bn", dtype=dtype)
             bn.build(folded)
@@ -71,7 +77,10 @@ class MetaSpikeFormerAttention(_SpikingBlockBase):
             setattr(self, f"{name}_lif", lif)
         b, t, h, w, c = input_shape
         self.attn_lif = neuron(
-            "attn_lif", self.neuron_config, dtype, v_threshold=self.attention_v_threshold
+            "attn_lif",
+            self.neuron_config,
+            dtype,
+            v_threshold=self.attention_v_threshold,
         )
         self.attn_lif.build((b, t, None if h is None or w is None else h * w, c))
 
@@ -134,10 +143,16 @@ class MetaSpikeFormerMLP(_SpikingBlockBase):
         self.mlp_ratio = float(mlp_ratio)
 
     def build(self, input_shape):
-        channels, dtype, init = input_shape[-1], self.dtype_policy, self.kernel_initializer
+        channels, dtype, init = (
+            input_shape[-1],
+            self.dtype_policy,
+            self.kernel_initializer,
+        )
         hidden = int(channels * self.mlp_ratio)
         self.fc1_lif = neuron("fc1_lif", self.neuron_config, dtype)
-        self.fc1 = keras.layers.Dense(hidden, kernel_initializer=init, name="fc1", dtype=dtype)
+        self.fc1 = keras.layers.Dense(
+            hidden, kernel_initializer=init, name="fc1", dtype=dtype
+        )
         self.fc1_bn = BatchNorm(name="fc1_bn", dtype=dtype)
         self.fc2_lif = neuron("fc2_lif", self.neuron_config, dtype)
         self.fc2 = keras.layers.Dense(

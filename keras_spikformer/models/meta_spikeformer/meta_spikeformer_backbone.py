@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_attention import (
     MetaSpikeFormerBlock,
 )
@@ -13,18 +14,17 @@ from keras_spikformer.neurons import get_surrogate
 from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
 # The reference's fixed layout: conv blocks per conv stage (1_1, 1_2, 2).
-CONV_BLOCKS = (("conv_block1_1",), ("conv_block1_2",), ("conv_block2_1", "conv_block2_2"))
+CONV_BLOCKS = (
+    ("conv_block1_1",),
+    ("conv_block1_2",),
+    ("conv_block2_1", "conv_block2_2"),
+)
 
 
 def validate_architecture(image_shape, widths, num_heads, mlp_ratio, num_layers,
                           num_timesteps):  # fmt: skip
     """Raises a `ValueError` naming the problem and the fix for impossible configs."""
-    if len(tuple(image_shape)) != 3 or any(int(d) < 1 for d in image_shape):
-        raise ValueError(
-            f"`image_shape` must be (height, width, channels) with positive sizes; "
-            f"got {image_shape}."
-        )
-    height, width = int(image_shape[0]), int(image_shape[1])
+    height, width, _ = check_image_shape(image_shape)
     if height % 16 or width % 16:
         raise ValueError(
             f"Image size {height}x{width} is not divisible by 16 (four stride-2 "
@@ -32,18 +32,18 @@ def validate_architecture(image_shape, widths, num_heads, mlp_ratio, num_layers,
             f"{max(16, height // 16 * 16)}x{max(16, width // 16 * 16)}."
         )
     widths = tuple(widths)
-    if len(widths) != 4 or any(int(w) < 1 for w in widths):
+    if len(widths) != 4:
         raise ValueError(
             f"`widths` must be four positive channel counts (E0, E1, E2, E3); got "
             f"{widths}. The 55M model uses (128, 256, 512, 640)."
         )
+    widths = tuple(check_int(f"widths[{i}]", w) for i, w in enumerate(widths))
     if widths[0] % 2:
         raise ValueError(
             f"`widths[0]` must be even (the first downsampling has E0/2 channels); "
             f"got {widths[0]}."
         )
-    if int(num_heads) < 1:
-        raise ValueError(f"`num_heads` must be >= 1; got {num_heads}.")
+    num_heads = check_int("num_heads", num_heads)
     for stage, w in ((3, widths[2]), (4, widths[3])):
         if w % num_heads:
             nearest = w // num_heads * num_heads or num_heads
@@ -55,20 +55,18 @@ def validate_architecture(image_shape, widths, num_heads, mlp_ratio, num_layers,
     if not float(mlp_ratio) > 0:
         raise ValueError(f"`mlp_ratio` must be positive; got {mlp_ratio}.")
     layers = tuple(num_layers)
-    if len(layers) != 2 or any(int(n) < 0 for n in layers):
+    if len(layers) != 2:
         raise ValueError(
             f"`num_layers` must be two counts of transformer blocks (stage 3, "
             f"stage 4); got {num_layers}. The reference uses (6, 2)."
         )
-    if int(num_timesteps) < 1:
-        raise ValueError(
-            f"`num_timesteps` must be an integer >= 1; got {num_timesteps}. "
-            "Meta-SpikeFormer trains at 1 and fine-tunes at 4."
-        )
+    for i, n in enumerate(layers):
+        check_int(f"num_layers[{i}]", n, minimum=0)
+    check_int("num_timesteps", num_timesteps)
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MetaSpikeFormerBackbone(keras.Model):
+class MetaSpikeFormerBackbone(Backbone):
     """Meta-SpikeFormer (Spike-driven Transformer V2) feature extractor.
 
     Four stages on static images `[batch, height, width, channels]` repeated
@@ -180,8 +178,7 @@ class MetaSpikeFormerBackbone(keras.Model):
             )(x)
             for j in range(depth):
                 x = MetaSpikeFormerBlock(name=f"block{stage}_{j}", **block_args)(x)
-        super().__init__(inputs=inputs, outputs=x, **kwargs)
-        self.dtype_policy = policy  # Functional models ignore `dtype`
+        super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
 
         # === Config ===
         self.image_shape = image_shape
@@ -198,7 +195,6 @@ class MetaSpikeFormerBackbone(keras.Model):
         self.decay_input = neuron_config["decay_input"]
         self.detach_reset = neuron_config["detach_reset"]
         self.surrogate = neuron_config["surrogate"]
-        self.dtype_policy_config = keras.dtype_policies.serialize(policy)
 
     @property
     def hidden_dim(self):
@@ -206,26 +202,23 @@ class MetaSpikeFormerBackbone(keras.Model):
         return self.widths[3]
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_shape": list(self.image_shape),
-            "widths": list(self.widths),
-            "num_heads": self.num_heads,
-            "mlp_ratio": self.mlp_ratio,
-            "num_layers": list(self.num_layers),
-            "num_timesteps": self.num_timesteps,
-            "attention_scale": self.attention_scale,
-            "attention_v_threshold": self.attention_v_threshold,
-            "tau": self.tau,
-            "v_threshold": self.v_threshold,
-            "v_reset": self.v_reset,
-            "decay_input": self.decay_input,
-            "detach_reset": self.detach_reset,
-            "surrogate": self.surrogate,
-            "dtype": self.dtype_policy_config,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        config = super().get_config()
+        config.update(
+            {
+                "image_shape": list(self.image_shape),
+                "widths": list(self.widths),
+                "num_heads": self.num_heads,
+                "mlp_ratio": self.mlp_ratio,
+                "num_layers": list(self.num_layers),
+                "num_timesteps": self.num_timesteps,
+                "attention_scale": self.attention_scale,
+                "attention_v_threshold": self.attention_v_threshold,
+                "tau": self.tau,
+                "v_threshold": self.v_threshold,
+                "v_reset": self.v_reset,
+                "decay_input": self.decay_input,
+                "detach_reset": self.detach_reset,
+                "surrogate": self.surrogate,
+            }
+        )
+        return config

@@ -4,14 +4,19 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.spiking_units import TRUNC_NORMAL_INIT
+from keras_spikformer.models.backbone import check_int
+from keras_spikformer.models.image_classifier import ImageClassifier
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_backbone import (
     MetaSpikeFormerBackbone,
+)
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_preprocessor import (
+    MetaSpikeFormerImageClassifierPreprocessor,
 )
 from keras_spikformer.neurons import LIFNeuron
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MetaSpikeFormer(keras.Model):
+class MetaSpikeFormer(ImageClassifier):
     """Meta-SpikeFormer classifier.
 
     Logits are `mean over T of Dense(LIF(mean over tokens of the backbone maps)))`
@@ -25,8 +30,8 @@ class MetaSpikeFormer(keras.Model):
         backbone: a `MetaSpikeFormerBackbone`.
         num_classes: int, output logits. Defaults to `1000`.
         distillation_head: bool, add the `head_kd` head. Defaults to `False`.
-        preprocessor: optional preprocessor (kept for `from_preset` and
-            serialisation; not applied inside the graph).
+        preprocessor: a `MetaSpikeFormerImageClassifierPreprocessor` or `None`
+            (inputs are then model-ready: resized and normalised).
         **kwargs: `name`, `trainable`.
 
     Example:
@@ -40,16 +45,17 @@ class MetaSpikeFormer(keras.Model):
     """
 
     backbone_cls = MetaSpikeFormerBackbone
+    preprocessor_cls = MetaSpikeFormerImageClassifierPreprocessor
 
     def __init__(self, backbone, num_classes=1000, distillation_head=False,
                  preprocessor=None, **kwargs):  # fmt: skip
-        if int(num_classes) < 1:
-            raise ValueError(f"`num_classes` must be >= 1; got {num_classes}.")
         if not isinstance(backbone, MetaSpikeFormerBackbone):
-            raise ValueError(
+            raise TypeError(
                 f"`backbone` must be a MetaSpikeFormerBackbone; got "
-                f"{type(backbone).__name__}."
+                f"{type(backbone).__name__}. Use the classifier of that backbone's "
+                "family."
             )
+        num_classes = check_int("num_classes", num_classes)
         policy = backbone.dtype_policy
         neuron_config = {
             "tau": backbone.tau,
@@ -82,7 +88,9 @@ class MetaSpikeFormer(keras.Model):
         if self.head_kd is not None:
             outputs.append(ops.cast(ops.mean(self.head_kd(spikes), axis=1), "float32"))
         super().__init__(
-            inputs=inputs, outputs=outputs if distillation_head else outputs[0], **kwargs
+            inputs=inputs,
+            outputs=outputs if distillation_head else outputs[0],
+            **kwargs,
         )
 
         # === Config ===
@@ -102,22 +110,11 @@ class MetaSpikeFormer(keras.Model):
         return spec
 
     def get_config(self):
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "distillation_head": self.distillation_head,
-            "preprocessor": None
-            if self.preprocessor is None
-            else keras.saving.serialize_keras_object(self.preprocessor),
-        }
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "distillation_head": self.distillation_head,
+            }
+        )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("backbone", "preprocessor"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

@@ -213,7 +213,11 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
     kernel_size = 7
 
     def build(self, input_shape):
-        channels, dtype, init = input_shape[-1], self.dtype_policy, self.kernel_initializer
+        channels, dtype, init = (
+            input_shape[-1],
+            self.dtype_policy,
+            self.kernel_initializer,
+        )
         hidden = self.expansion * channels
         self.lif1 = neuron("lif1", self.neuron_config, dtype)
         self.pwconv1 = keras.layers.Dense(
@@ -226,7 +230,11 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
             depthwise_initializer=init, name="dwconv", dtype=dtype,
         )  # fmt: skip
         self.pwconv2 = keras.layers.Dense(
-            channels, use_bias=False, kernel_initializer=init, name="pwconv2", dtype=dtype
+            channels,
+            use_bias=False,
+            kernel_initializer=init,
+            name="pwconv2",
+            dtype=dtype,
         )
         self.bn2 = BatchNorm(name="bn2", dtype=dtype)
         folded = folded_shape(input_shape)
@@ -268,7 +276,11 @@ class MetaSpikeFormerConvBlock(_SpikingBlockBase):
     expansion = 4
 
     def build(self, input_shape):
-        channels, dtype, init = input_shape[-1], self.dtype_policy, self.kernel_initializer
+        channels, dtype, init = (
+            input_shape[-1],
+            self.dtype_policy,
+            self.kernel_initializer,
+        )
         self.sep_conv = MetaSpikeFormerSepConv(
             self.neuron_config, init, name="sep_conv", dtype=dtype
         )
@@ -355,8 +367,10 @@ class MetaSpikeFormerDownsampling(_SpikingBlockBase):
 
     def _padded(self, shape):
         p = 2 * self.padding
-        return (shape[0],) + tuple(None if d is None else d + p for d in shape[1:3]) + (
-            shape[3],
+        return (
+            (shape[0],)
+            + tuple(None if d is None else d + p for d in shape[1:3])
+            + (shape[3],)
         )
 
     def call(self, inputs, training=None):
