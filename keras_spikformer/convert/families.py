@@ -20,6 +20,10 @@ FAMILIES = {
         "keras_spikformer.convert.spikformer_weights",
         "keras_spikformer.models.spikformer:Spikformer",
     ),
+    "MetaSpikeFormerBackbone": (
+        "keras_spikformer.convert.meta_spikeformer_weights",
+        "keras_spikformer.models.meta_spikeformer:MetaSpikeFormer",
+    ),
 }
 
 

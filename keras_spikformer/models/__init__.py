@@ -5,6 +5,11 @@ from keras_spikformer.models.image_classifier import ImageClassifier
 from keras_spikformer.models.image_classifier_preprocessor import (
     ImageClassifierPreprocessor,
 )
+from keras_spikformer.models.meta_spikeformer import (
+    MetaSpikeFormer,
+    MetaSpikeFormerBackbone,
+    MetaSpikeFormerImageClassifierPreprocessor,
+)
 from keras_spikformer.models.spike_driven_transformer import (
     SpikeDrivenTransformer,
     SpikeDrivenTransformerBackbone,
@@ -20,6 +25,9 @@ __all__ = [
     "Backbone",
     "ImageClassifier",
     "ImageClassifierPreprocessor",
+    "MetaSpikeFormer",
+    "MetaSpikeFormerBackbone",
+    "MetaSpikeFormerImageClassifierPreprocessor",
     "SpikeDrivenTransformer",
     "SpikeDrivenTransformerBackbone",
     "SpikeDrivenTransformerImageClassifierPreprocessor",
