@@ -1,5 +1,7 @@
 """`keras-spikformer analyze`: firing rates, SOPs, energy and plots on a real batch."""
 
+from keras_spikformer.cli.arguments import positive_int
+
 
 def add_parser(subparsers, name):
     parser = subparsers.add_parser(
@@ -20,7 +22,7 @@ def add_parser(subparsers, name):
     )
     parser.add_argument("--data-dir")
     parser.add_argument("--cache-dir")
-    parser.add_argument("--num-images", type=int, default=16)
+    parser.add_argument("--num-images", type=positive_int, default=16)
     parser.add_argument("--output", "-o", required=True)
     parser.add_argument("--overwrite", action="store_true")
     return parser

@@ -1,16 +1,6 @@
 """`keras-spikformer convert`: reference PyTorch checkpoint -> Keras preset directory."""
 
-from keras_spikformer.convert import convert_checkpoint
-
-
-def image_shape_arg(text):
-    """`224` or `224x224` -> (224, 224)."""
-    parts = [int(p) for p in text.lower().split("x")]
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise ValueError(f"--image-size takes N or HxW, got {text!r}")
-    return tuple(parts)
+from keras_spikformer.cli.arguments import image_size, positive_float, positive_int
 
 
 def add_parser(subparsers, name):
@@ -32,24 +22,25 @@ def add_parser(subparsers, name):
     )
     parser.add_argument("--ema", action="store_true", help="use state_dict_ema")
     parser.add_argument("--overwrite", action="store_true", help="replace --output")
-    parser.add_argument("--num-timesteps", type=int, help="time steps T")
-    parser.add_argument("--num-heads", type=int, help="attention heads")
+    parser.add_argument("--num-timesteps", type=positive_int, help="time steps T")
+    parser.add_argument("--num-heads", type=positive_int, help="attention heads")
     parser.add_argument(
-        "--image-size", help="N or HxW (channels come from the weights)"
+        "--image-size",
+        type=image_size,
+        help="N or HxW (channels come from the weights)",
     )
     parser.add_argument(
-        "--patch-size", type=int, help="total down-sampling of the stem"
+        "--patch-size", type=positive_int, help="total down-sampling of the stem"
     )
-    parser.add_argument("--attention-scale", type=float, help="SSA scale")
+    parser.add_argument("--attention-scale", type=positive_float, help="SSA scale")
     parser.add_argument("--encoding", choices=["direct", "frames"])
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def run(args):
-    image_shape = None
-    if args.image_size:
-        image_shape = image_shape_arg(args.image_size)
+    from keras_spikformer.convert import convert_checkpoint
+
     report = convert_checkpoint(
         args.checkpoint,
         args.output,
@@ -62,7 +53,7 @@ def run(args):
         patch_size=args.patch_size,
         attention_scale=args.attention_scale,
         encoding=args.encoding,
-        image_size=image_shape,
+        image_size=args.image_size,
     )
     print(report.describe())
     return 0

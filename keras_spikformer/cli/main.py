@@ -1,7 +1,14 @@
-"""`keras-spikformer COMMAND ...`: one entry point, one module per command."""
+"""`keras-spikformer COMMAND ...`: one entry point, one module per command.
+
+Parsing imports nothing heavy: each command's `run` imports Keras and the
+models it needs, so that `--help` and argument errors answer at once (the
+`keras-spikformer` script starts from `keras_spikformer_cli`, which parses
+before even `keras_spikformer/__init__.py` runs).
+"""
 
 import argparse
 import sys
+from pathlib import Path
 
 from keras_spikformer.cli import analyze_command, convert_command, train_command
 from keras_spikformer.version import __version__
@@ -13,6 +20,7 @@ COMMANDS = {
     "evaluate": (train_command.add_evaluate_parser, train_command.run_evaluate),
     "analyze": (analyze_command.add_parser, analyze_command.run),
 }
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 
 def build_parser():
@@ -29,13 +37,30 @@ def build_parser():
 
 
 def main(argv=None):
-    """Runs the command line; returns the exit code (2 for user errors)."""
+    """Runs the command line; returns the exit code (2 for user errors, 130
+    when interrupted)."""
     args = build_parser().parse_args(argv)
+    return run(args)
+
+
+def run(args):
+    """Runs parsed `args`; errors of the user's input become one line."""
     try:
         return COMMANDS[args.command][1](args) or 0
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"keras-spikformer {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"keras-spikformer {args.command}: {_interrupted(args)}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _interrupted(args):
+    if args.command != "train":
+        return "interrupted"
+    if (Path(args.output) / "backup").is_dir():
+        return "interrupted: rerun with --resume to continue from the last saved epoch"
+    return "interrupted before an epoch was saved: rerun the same command to start over"
 
 
 if __name__ == "__main__":

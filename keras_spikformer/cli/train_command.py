@@ -2,6 +2,13 @@
 
 import json
 
+from keras_spikformer.cli.arguments import (
+    class_count,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 
 def _data_args(parser):
     parser.add_argument("--preset", required=True, help="zoo name or preset directory")
@@ -12,7 +19,9 @@ def _data_args(parser):
         "TFDS name | cifar10dvs | dvsgesture | events",
     )
     parser.add_argument("--data-dir", help="where the data lies (not for digits)")
-    parser.add_argument("--batch-size", type=int, help="default: the recipe's")
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="global batch; default: the recipe's"
+    )
     parser.add_argument("--cache-dir", help="cache of event frames")
 
 
@@ -25,8 +34,15 @@ def add_train_parser(subparsers, name):
     )
     _data_args(parser)
     parser.add_argument("--output", "-o", required=True, help="run directory")
-    parser.add_argument("--epochs", type=int, help="default: the recipe's")
-    parser.add_argument("--learning-rate", type=float, help="default: the recipe's")
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="epochs in total; the recipe's schedule (warm-up, cooldown) is scaled "
+        "to fit; default: the recipe's",
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, help="peak rate; default: the recipe's"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run"
     )
@@ -35,9 +51,9 @@ def add_train_parser(subparsers, name):
         "--weights", default="none", help="none | preset | PATH (preset dir or .keras)"
     )
     parser.add_argument(
-        "--num-classes", type=int, help="a new head for another class count"
+        "--num-classes", type=class_count, help="a new head for another class count"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
         "--distribute",
         choices=["none", "data_parallel", "model_parallel"],

@@ -1,6 +1,5 @@
 """Train and evaluate presets: the engine behind `keras-spikformer train | evaluate`."""
 
-import json
 import os
 import shutil
 import time
@@ -15,9 +14,19 @@ from keras_spikformer.io_utils import write_json
 from keras_spikformer.training.callbacks import MixupOffCallback
 from keras_spikformer.training.distribute import distribution_for
 from keras_spikformer.training.recipe import Recipe
+from keras_spikformer.training.run_setup import (
+    BACKUP_DIR,
+    METRICS_FILE,
+    check_run_directory,
+    check_same_run,
+    check_train_arguments,
+    describe_schedule,
+    fit_schedule,
+    write_run_file,
+)
 
-BACKUP_DIR = "backup"
-METRICS_FILE = "metrics.json"
+# Config keys that do not change the weights a run trains.
+_NOT_ARCHITECTURE = ("name", "trainable", "num_classes")
 
 
 def _jit_compile():
@@ -146,27 +155,6 @@ def _concatenate(datasets):
     return datasets[0]
 
 
-def _check_output(output, resume):
-    output = Path(output)
-    backup = output / BACKUP_DIR
-    if (output / METRICS_FILE).is_file():
-        raise FileExistsError(
-            f"{output} holds a finished run ({METRICS_FILE}); choose another --output."
-        )
-    if backup.is_dir() and not resume:
-        raise FileExistsError(
-            f"{output} holds an interrupted run; pass --resume to continue it or "
-            "choose another --output."
-        )
-    if resume and not backup.is_dir():
-        raise FileNotFoundError(f"--resume: {output} has no interrupted run to resume.")
-    start = 0
-    meta = backup / "training_metadata.json"
-    if resume and meta.is_file():
-        start = int(json.loads(meta.read_text())["epoch"])
-    return output, backup, start
-
-
 def train(
     preset,
     dataset,
@@ -199,7 +187,9 @@ def train(
         dataset: see `keras_spikformer.data.registry.load_dataset`.
         output: run directory.
         data_dir: where the dataset lies.
-        epochs, batch_size, learning_rate: override the recipe.
+        epochs: epochs in total; the recipe's schedule (warm-up, cosine,
+            cooldown, MixUp switch-off) is scaled to fit (`fit_schedule`).
+        batch_size, learning_rate: override the recipe.
         resume: continue an interrupted run in `output`.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
         weights: `"none"`, `"preset"` or a path (see `build_model`).
@@ -219,16 +209,22 @@ def train(
     Example:
     >>> train("spikformer_tiny_digits", "digits", "runs/digits")
     """
-    output, backup, start_epoch = _check_output(output, resume)
+    check_train_arguments(epochs, batch_size, learning_rate, num_classes)
+    output, backup, start_epoch = check_run_directory(output, resume)
     keras.utils.set_random_seed(seed)
     recipe = Recipe.from_preset(preset)
-    changes = {
-        k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v
-    }
-    if changes:
-        recipe = recipe.replace(**changes)
+    if learning_rate is not None:
+        recipe = recipe.replace(learning_rate=learning_rate)
+    if epochs is not None:  # N epochs in total, the whole schedule scaled
+        recipe = fit_schedule(recipe, epochs)
     batch_size = batch_size or recipe.global_batch_size
     config = presets.read_config(presets.resolve(preset))
+    run = {
+        "preset": str(preset),
+        "num_classes": num_classes or config["num_classes"],
+        "config": {k: v for k, v in config.items() if k not in _NOT_ARCHITECTURE},
+    }
+    check_same_run(output, resume, run)
     data = load_dataset(
         dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
     )
@@ -260,6 +256,7 @@ def train(
             jit_compile=_jit_compile() and plan.jit_compile,
         )
         output.mkdir(parents=True, exist_ok=True)
+        write_run_file(output, run)
         cbs = [
             keras.callbacks.BackupAndRestore(
                 str(backup), double_checkpoint=True, delete_checkpoint=False
@@ -273,6 +270,8 @@ def train(
             ),
             *callbacks,
         ]
+        if verbose:
+            print(describe_schedule(recipe, start_epoch))
         started = time.time()
         model.fit(
             train_ds,
@@ -305,6 +304,11 @@ def train(
 
 
 def _check_classes(data, config, num_classes, dataset):
+    if data.num_classes < 2:
+        raise ValueError(
+            f"{dataset} has {data.num_classes} class; a classifier needs at least 2 "
+            "(for --dataset folder: one sub-folder of images per class)."
+        )
     want = num_classes or config["num_classes"]
     if data.num_classes != want:
         raise ValueError(
