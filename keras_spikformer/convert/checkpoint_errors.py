@@ -80,17 +80,29 @@ class MemoryBudget:
         self.file_size = self.path.stat().st_size
         self.limit = self.file_size + slack
 
-    def check(self, nbytes: int, what: str) -> None:
-        """Raises `CheckpointFormatError` if `nbytes` exceed the budget."""
+    def check(self, nbytes: int, what: str, fix: str = "") -> None:
+        """Raises `CheckpointFormatError` if `nbytes` exceed the budget.
+
+        Args:
+            nbytes: bytes that reading `what` would allocate.
+            what: what they are for, e.g. `"its 3000 tensors"`.
+            fix: what to do if the file is genuine; defaults to saving each
+                tensor on its own, uncompressed storage.
+        """
         if nbytes > self.limit:
             raise corrupt(
                 self.path,
                 f"{what} would take {_size(nbytes)}, more than a file of "
                 f"{_size(self.file_size)} can hold (limit: the file size + "
                 f"{_size(self.limit - self.file_size)}); nothing was allocated. "
-                "If the file is genuine (compressed, or many tensors sharing one "
-                "storage), save each tensor on its own storage without compression",
+                + (fix or _SAVE_SEPARATELY),
             )
+
+
+_SAVE_SEPARATELY = (
+    "If the file is genuine (compressed, or many tensors sharing one storage), "
+    "save each tensor on its own storage without compression"
+)
 
 
 def _size(nbytes: int) -> str:

@@ -57,7 +57,12 @@ def is_pickle_record(name: str) -> bool:
 
 def _load_pickle(f: IO[bytes], path: Path, budget: MemoryBudget) -> tuple[Any, dict]:
     """Unpickles after bounding the memory it takes (see `unpickled_size`)."""
-    budget.check(torch_pickle.unpickled_size(f), "unpickling its pickle")
+    budget.check(
+        torch_pickle.unpickled_size(f),
+        "unpickling its pickle",
+        "A weights file's pickle holds names and references to tensors, not this "
+        "many objects; save the state_dict again with torch.save",
+    )
     return torch_pickle.load_pickle(f, str(path))
 
 
