@@ -1,5 +1,6 @@
 """Weights of preset directories: writing, reading, and transfer by variable path."""
 
+import warnings
 from pathlib import Path
 
 import h5py
@@ -61,11 +62,29 @@ def load_preset_weights(model, directory):
         return
     path = directory / TASK_WEIGHTS_FILE
     if not path.is_file():
-        return  # a backbone-only preset: the head stays freshly initialised
+        warnings.warn(
+            f"{directory} holds backbone weights only (no {TASK_WEIGHTS_FILE}): the "
+            f"classifier's {sorted(head)} are freshly initialised.",
+            stacklevel=5,
+        )
+        return
     stored = read_path_arrays(path)
+    problems = [
+        f"{name}: file {list(stored[name].shape)}, model {list(variable.shape)}"
+        if name in stored
+        else f"{name}: not in the file"
+        for name, variable in head.items()
+        if name not in stored or tuple(stored[name].shape) != tuple(variable.shape)
+    ]
+    if problems:
+        raise WeightsError(
+            f"{path} does not fit the classifier described by task.json "
+            f"({'; '.join(problems[:5])}). The preset's files disagree: write it again "
+            "with `save_to_preset`, or load with an override (e.g. num_classes=...) "
+            "that re-initialises the head."
+        )
     for name, variable in head.items():
-        if name in stored and tuple(stored[name].shape) == tuple(variable.shape):
-            variable.assign(stored[name].astype(variable.dtype))
+        variable.assign(stored[name].astype(variable.dtype))
 
 
 def read_path_arrays(path):

@@ -1,6 +1,11 @@
 """Test helpers for keras-spikformer layers and models (KerasHub-style)."""
 
 from keras_spikformer.testing.gradients import vector_jacobian
+from keras_spikformer.testing.model_tests import (
+    run_backbone_test,
+    run_preset_test,
+    run_task_test,
+)
 from keras_spikformer.testing.test_case import (
     run_layer_test,
     run_model_saving_test,
@@ -8,6 +13,9 @@ from keras_spikformer.testing.test_case import (
 )
 
 __all__ = [
+    "run_backbone_test",
+    "run_preset_test",
+    "run_task_test",
     "run_layer_test",
     "run_model_saving_test",
     "run_serialization_test",
