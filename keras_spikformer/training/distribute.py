@@ -47,82 +47,22 @@ state and the loss stay float32 whatever the layout.
 """
 
 import contextlib
-import os
 
 import keras
 import numpy as np
+
+from keras_spikformer.models.spikformer.spikformer_layout import get_layout_map
+from keras_spikformer.training.multi_host import initialize_multi_host  # noqa: F401
 
 DISTRIBUTE_MODES = ("none", "data_parallel", "model_parallel")
 BATCH_AXIS = "batch"
 MODEL_AXIS = "model"
 
 _ENGINES = {"jax", "tensorflow"}
-_MULTI_HOST_ENV = (
-    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
-    "KERAS_DISTRIBUTION_NUM_PROCESSES",
-    "KERAS_DISTRIBUTION_PROCESS_ID",
-)
 # One MirroredStrategy per device set: two strategies in one process hand out
 # the same collective instance keys, and TensorFlow then aborts the second
 # one's all-reduces with "Shape mismatch in the collective instance".
 _MIRRORED_STRATEGIES = {}
-# Variable paths may carry a prefix when the model is nested in another one.
-_PREFIX = r"(?:.*/)?"
-
-
-def get_layout_map(device_mesh, model_axis=MODEL_AXIS, shard_convs=True):
-    """Tensor-parallel `keras.distribution.LayoutMap` for Spikformer variables.
-
-    Megatron-style pairs inside every block, so each pair needs one all-reduce:
-
-    - attention `q`, `k`, `v` and MLP `fc1`: kernel split on its output axis
-      `(None, model)`; their bias and batch norm (`gamma`, `beta`, moving
-      statistics, all per output feature) split the same way `(model,)`.
-    - attention `proj` and MLP `fc2`: kernel split on its input axis
-      `(model, None)`; bias and batch norm replicated (they act on the summed
-      output).
-    - patch-splitting convolutions (`stage_*`, `rpe`), with `shard_convs`:
-      kernel split on its output channels `(None, None, None, model)`, batch
-      norm likewise. Otherwise replicated.
-    - everything else (the classifier head) replicated.
-
-    Every sharded size (hidden dim, MLP dim, stem channels) must be divisible
-    by the model-axis size; keep `num_heads` divisible by it too so that each
-    device holds whole heads. The zoo's large presets (hidden 384..768, stem
-    channels from hidden / 8) take model axes of 2, 4 or 8.
-
-    Args:
-        device_mesh: `keras.distribution.DeviceMesh` with an axis named
-            `model_axis`.
-        model_axis: str, the mesh axis to shard over. Defaults to `"model"`.
-        shard_convs: bool, also shard the stem convolutions. Defaults to `True`.
-
-    Returns:
-        A `keras.distribution.LayoutMap`.
-
-    Example:
-    >>> devices = keras.distribution.list_devices()  # e.g. 8
-    >>> mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), devices)
-    >>> distribution = keras.distribution.ModelParallel(
-    ...     layout_map=get_layout_map(mesh), batch_dim_name="batch")
-    """
-    if model_axis not in device_mesh.axis_names:
-        raise ValueError(
-            f"The device mesh has axes {list(device_mesh.axis_names)}, not "
-            f"{model_axis!r}; build it with axis_names=('batch', {model_axis!r}) or "
-            "pass model_axis=<one of its axes>."
-        )
-    split_out = _PREFIX + r"block_\d+/(?:attn/[qkv]|mlp/fc1)/"
-    split_in = _PREFIX + r"block_\d+/(?:attn/proj|mlp/fc2)/"
-    layout_map = keras.distribution.LayoutMap(device_mesh)
-    layout_map[split_out + r"dense/kernel"] = (None, model_axis)
-    layout_map[split_out + r"(?:dense/bias|bn/\w+)"] = (model_axis,)
-    layout_map[split_in + r"dense/kernel"] = (model_axis, None)
-    if shard_convs:
-        stem = _PREFIX + r"patch_embed/(?:stage_\d+|rpe)/"
-        layout_map[stem + r"conv/kernel"] = (None, None, None, model_axis)
-        layout_map[stem + r"(?:conv/bias|bn/\w+)"] = (model_axis,)
-    return layout_map
 
 
 class DistributionPlan:
@@ -403,85 +343,3 @@ def _check_global_batch(plan):
         f"Use a multiple of {replicas} (e.g. --batch-size "
         f"{lower or replicas} or {lower + replicas}), or fewer devices."
     )
-
-
-def initialize_multi_host(job_addresses=None, num_processes=None, process_id=None):
-    """Joins this process to a multi-host JAX cluster; call it before anything else.
-
-    A thin wrapper over `keras.distribution.initialize` (which calls
-    `jax.distributed.initialize`, then agrees on one random seed across
-    processes). Run the same script on every host; afterwards
-    `keras.distribution.list_devices()` lists the devices of ALL hosts and
-    `distribution_for(...)` spans them. Each host's `fit` input is split
-    across processes by Keras (`auto_shard_dataset`), so feed the same
-    global-batch `tf.data` pipeline everywhere.
-
-    Arguments left `None` are read by Keras from the environment:
-    `KERAS_DISTRIBUTION_JOB_ADDRESSES` (comma-separated `host:port` of every
-    process, or just the coordinator's, process 0), `KERAS_DISTRIBUTION_NUM_PROCESSES`
-    and `KERAS_DISTRIBUTION_PROCESS_ID` (`0 .. num_processes - 1`). On Cloud TPU
-    all three may stay unset; JAX finds the cluster itself.
-
-    Args:
-        job_addresses: str or `None`, e.g. `"10.0.0.1:1234,10.0.0.2:1234"`.
-        num_processes: int or `None`.
-        process_id: int or `None`.
-
-    Example:
-    >>> # on host i of 2, before building any model:
-    >>> initialize_multi_host("10.0.0.1:1234", num_processes=2, process_id=i)
-    """
-    backend = keras.backend.backend()
-    if backend != "jax":
-        raise ValueError(
-            "initialize_multi_host starts JAX multi-process runs; the active "
-            f"backend is {backend!r}. Use KERAS_BACKEND=jax (TensorFlow's multi-"
-            "worker training uses tf.distribute.MultiWorkerMirroredStrategy and "
-            "TF_CONFIG, which this package does not wire)."
-        )
-    env = {name: os.environ.get(name) for name in _MULTI_HOST_ENV}
-    if num_processes is None and env["KERAS_DISTRIBUTION_NUM_PROCESSES"]:
-        num_processes = env["KERAS_DISTRIBUTION_NUM_PROCESSES"]
-    if process_id is None and env["KERAS_DISTRIBUTION_PROCESS_ID"]:
-        process_id = env["KERAS_DISTRIBUTION_PROCESS_ID"]
-    if job_addresses is None:
-        job_addresses = env["KERAS_DISTRIBUTION_JOB_ADDRESSES"]
-    num_processes = _optional_int(num_processes, "num_processes")
-    process_id = _optional_int(process_id, "process_id")
-    if num_processes is not None and num_processes < 1:
-        raise ValueError(f"num_processes must be >= 1, got {num_processes}.")
-    if process_id is not None:
-        if num_processes is None:
-            raise ValueError(
-                f"process_id={process_id} needs num_processes (argument or "
-                "KERAS_DISTRIBUTION_NUM_PROCESSES)."
-            )
-        if not 0 <= process_id < num_processes:
-            raise ValueError(
-                f"process_id must be in 0..{num_processes - 1} for "
-                f"num_processes={num_processes}, got {process_id}."
-            )
-    if job_addresses is not None:
-        addresses = [a.strip() for a in str(job_addresses).split(",")]
-        if not all(addresses):
-            raise ValueError(
-                f"job_addresses {job_addresses!r} has an empty entry; expected "
-                "'host:port' or a comma-separated list of them."
-            )
-        if len(addresses) > 1 and num_processes not in (None, len(addresses)):
-            raise ValueError(
-                f"job_addresses lists {len(addresses)} processes but "
-                f"num_processes is {num_processes}; list every process or only "
-                "the coordinator (process 0)."
-            )
-        job_addresses = ",".join(addresses)
-    keras.distribution.initialize(job_addresses, num_processes, process_id)
-
-
-def _optional_int(value, name):
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int, got {value!r}.") from None

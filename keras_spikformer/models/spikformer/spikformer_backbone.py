@@ -233,6 +233,6 @@ class SpikformerBackbone(Backbone):
         >>> mesh = keras.distribution.DeviceMesh((2, 2), ["batch", "model"])
         >>> layout_map = backbone.get_layout_map(mesh)
         """
-        from keras_spikformer.training.distribute import get_layout_map
+        from keras_spikformer.models.spikformer.spikformer_layout import get_layout_map
 
         return get_layout_map(device_mesh, model_axis=model_axis)
