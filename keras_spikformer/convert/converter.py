@@ -12,7 +12,6 @@ from keras_spikformer.convert.reference_weights import load_reference_weights
 from keras_spikformer.convert.spikformer_architecture import ArchitectureError
 from keras_spikformer.io_utils import read_json
 
-
 # The zoo preset whose recipe (normalisation, evaluation crop) a converted
 # checkpoint of each reference flavour gets when no preset is named.
 _FLAVOUR_PRESETS = {
@@ -175,13 +174,16 @@ def convert_checkpoint(
         raise ArchitectureError(
             f"The architecture for {checkpoint} is invalid: {error}"
         ) from None
-    try:
-        load = load_reference_weights(model, contents.state_dict)
-    except ValueError as error:
-        target = f"preset {preset!r}" if preset else "the inferred architecture"
+    load = load_reference_weights(model, contents.state_dict, strict=False)
+    if not load.ok:
+        target = f"preset {str(preset)!r}" if preset else "the inferred architecture"
         raise ArchitectureError(
-            f"{checkpoint} does not fit {target}; nothing was written.\n{error}"
-        ) from error
+            f"{checkpoint} does not fit {target}; nothing was written.\n"
+            f"{load.describe()}\n"
+            "Name the matching preset (--preset) or the options the shapes cannot tell "
+            "(--num-heads, --num-timesteps, --image-size); `keras-spikformer convert "
+            "--help` lists them."
+        )
     report = ConversionReport(
         checkpoint=str(checkpoint),
         sha256=_sha256(checkpoint),
