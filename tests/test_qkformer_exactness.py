@@ -126,9 +126,8 @@ def _loss_and_gradients(model, images, labels):
             logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
             return loss_fn(labels, logits)
 
-        loss, (g_vars, g_x) = jax.value_and_grad(compute, argnums=(0, 1))(
-            [v.value for v in variables], images
-        )
+        step = jax.jit(jax.value_and_grad(compute, argnums=(0, 1)))
+        loss, (g_vars, g_x) = step([v.value for v in variables], images)
         return float(loss), [np.asarray(g) for g in g_vars] + [np.asarray(g_x)]
     if backend == "torch":
         import torch

@@ -13,6 +13,9 @@ from keras_spikformer.models.qkformer.qkformer_layers import (
     QKFormerDownsampling,
     QKFormerPatchEmbedding,
 )
+from keras_spikformer.models.qkformer.qkformer_preprocessor import (
+    QKFormerImageClassifierPreprocessor,
+)
 
 __all__ = [
     "BatchSpanningLIFNeuron",
@@ -21,6 +24,7 @@ __all__ = [
     "QKFormerBlock",
     "QKFormerConvUnit",
     "QKFormerDownsampling",
+    "QKFormerImageClassifierPreprocessor",
     "QKFormerPatchEmbedding",
     "QKFormerSelfAttention",
     "QKTokenAttention",

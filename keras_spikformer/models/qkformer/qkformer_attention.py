@@ -21,8 +21,9 @@ class BatchSpanningLIFNeuron(LIFNeuron):
     `(t0, b0), (t0, b1), ..., (t1, b0), ...`: each sample's spikes depend on
     the samples before it in the batch. The released checkpoints were trained
     and evaluated that way; this layer reproduces it exactly (same charge,
-    fire, reset and surrogate gradient as `LIFNeuron`) for any batch size,
-    static or not (a `keras.ops.scan` over the flattened axis).
+    fire, reset and surrogate gradient as `LIFNeuron`) for any batch size:
+    an unrolled loop when the batch size is known when tracing, else a
+    `keras.ops.scan` over the flattened axis.
 
     Args:
         **kwargs: `LIFNeuron` arguments.
@@ -39,7 +40,12 @@ class BatchSpanningLIFNeuron(LIFNeuron):
         rest = tuple(inputs.shape[2:])
         perm = (1, 0) + tuple(range(2, len(inputs.shape)))
         x = ops.reshape(ops.transpose(ops.cast(inputs, "float32"), perm), (-1,) + rest)
-        spikes = self._fire_sequence(x)
+        if x.shape[0] is not None:
+            # Known length: `LIFNeuron`'s unrolled loop on a batch of one
+            # sequence (XLA compiles it far faster than a while loop).
+            spikes = self._fire(ops.expand_dims(x, 0))[0]
+        else:
+            spikes = self._fire_sequence(x)
         spikes = ops.transpose(ops.reshape(spikes, (num_timesteps, -1) + rest), perm)
         outputs = ops.cast(spikes, self.compute_dtype)
         notify(self, outputs)
@@ -70,17 +76,17 @@ class BatchSpanningLIFNeuron(LIFNeuron):
                     (upstream,) = args
 
                 def back(grad_v, inputs_t):
-                    upstream_t, h, s = inputs_t
+                    upstream_t, h, s = inputs_t[0], inputs_t[1], inputs_t[2]
                     surrogate_grad = self.surrogate.derivative(h - threshold)
                     through_reset = self._reset_gradient(h, s, surrogate_grad)
                     carried = grad_v if through_reset is None else grad_v * through_reset
                     grad_h = upstream_t * surrogate_grad + carried
                     return grad_h * decay, grad_h * input_scale
 
-                _, grads = ops.scan(
-                    back, ops.zeros_like(v0), (upstream, potentials, spikes),
-                    reverse=True,
-                )  # fmt: skip
+                # One stacked sequence: Keras' TensorFlow scan cannot take
+                # several sequences of unknown length.
+                xs = ops.stack([upstream, potentials, spikes], axis=1)
+                _, grads = ops.scan(back, ops.zeros_like(v0), xs, reverse=True)
                 return grads
 
             return spikes, grad

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
 from keras_spikformer.models.qkformer.qkformer_layers import (
     FLAVOURS,
     QKFormerBlock,
@@ -39,25 +40,24 @@ def validate_architecture(
         )
     if encoding not in ENCODINGS:
         raise ValueError(f"`encoding` must be one of {ENCODINGS}; got {encoding!r}.")
-    if len(tuple(image_shape)) != 3 or any(int(d) < 1 for d in image_shape):
-        raise ValueError(
-            f"`image_shape` must be (height, width, channels) with positive sizes; "
-            f"got {image_shape}."
-        )
-    if int(num_timesteps) < 1:
-        raise ValueError(
-            f"`num_timesteps` must be an integer >= 1; got {num_timesteps}. "
-            "QKFormer uses 4 for images and 16 for DVS event data."
-        )
+    image_shape = check_image_shape(image_shape)
+    check_int("num_timesteps", num_timesteps)
+    check_int("hidden_dim", hidden_dim)
+    check_int("num_heads", num_heads)
     n = NUM_STAGES[flavour]
-    depths = tuple(stage_depths)
-    if len(depths) != n or any(int(d) < 1 for d in depths):
+    try:
+        depths = tuple(stage_depths)
+    except TypeError:
+        depths = ()
+    if len(depths) != n:
         example = "(1, 2, 7)" if flavour == "imagenet" else "(1, 1, 2)"
         example = "(1, 1)" if flavour == "dvs" else example
         raise ValueError(
             f"`stage_depths` must list {n} positive block counts for flavour "
             f"{flavour!r} (one per stage), e.g. {example}; got {stage_depths}."
         )
+    for i, depth in enumerate(depths):
+        check_int(f"stage_depths[{i}]", depth)
     unit = 16 if flavour == "dvs" else 8
     if int(hidden_dim) < unit or int(hidden_dim) % unit:
         raise ValueError(
@@ -84,7 +84,7 @@ def validate_architecture(
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class QKFormerBackbone(keras.Model):
+class QKFormerBackbone(Backbone):
     """QKFormer feature extractor: patch embeddings and Q-K / self-attention stages.
 
     A functional model. ImageNet and CIFAR flavours have three stages of widths
@@ -194,8 +194,7 @@ class QKFormerBackbone(keras.Model):
                     neuron_config=neuron_config, name=f"stage{s + 1}_block{j}",
                     dtype=policy,
                 )(x)  # fmt: skip
-        super().__init__(inputs=inputs, outputs=x, **kwargs)
-        self.dtype_policy = policy  # Functional models ignore `dtype`
+        super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
 
         # === Config ===
         self.image_shape = image_shape
@@ -214,16 +213,15 @@ class QKFormerBackbone(keras.Model):
         self.decay_input = neuron_config["decay_input"]
         self.detach_reset = neuron_config["detach_reset"]
         self.surrogate = neuron_config["surrogate"]
-        self.dtype_policy_config = keras.dtype_policies.serialize(policy)
 
     @property
     def stage_widths(self):
         """Channels of each stage."""
         return stage_widths(self.hidden_dim, self.flavour)
 
-    def architecture_config(self):
-        """The architecture arguments (everything but name, trainable, dtype)."""
-        return {
+    def get_config(self):
+        config = super().get_config()
+        config.update({
             "image_shape": list(self.image_shape),
             "hidden_dim": self.hidden_dim,
             "stage_depths": list(self.stage_depths),
@@ -240,16 +238,5 @@ class QKFormerBackbone(keras.Model):
             "decay_input": self.decay_input,
             "detach_reset": self.detach_reset,
             "surrogate": self.surrogate,
-        }
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            **self.architecture_config(),
-            "dtype": self.dtype_policy_config,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        })  # fmt: skip
+        return config
