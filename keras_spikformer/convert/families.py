@@ -20,6 +20,10 @@ FAMILIES = {
         "keras_spikformer.convert.spikformer_weights",
         "keras_spikformer.models.spikformer:Spikformer",
     ),
+    "QKFormerBackbone": (
+        "keras_spikformer.convert.qkformer_weights",
+        "keras_spikformer.models.qkformer:QKFormer",
+    ),
     "MetaSpikeFormerBackbone": (
         "keras_spikformer.convert.meta_spikeformer_weights",
         "keras_spikformer.models.meta_spikeformer:MetaSpikeFormer",

@@ -10,6 +10,11 @@ from keras_spikformer.models.meta_spikeformer import (
     MetaSpikeFormerBackbone,
     MetaSpikeFormerImageClassifierPreprocessor,
 )
+from keras_spikformer.models.qkformer import (
+    QKFormer,
+    QKFormerBackbone,
+    QKFormerImageClassifierPreprocessor,
+)
 from keras_spikformer.models.spike_driven_transformer import (
     SpikeDrivenTransformer,
     SpikeDrivenTransformerBackbone,
@@ -28,6 +33,9 @@ __all__ = [
     "MetaSpikeFormer",
     "MetaSpikeFormerBackbone",
     "MetaSpikeFormerImageClassifierPreprocessor",
+    "QKFormer",
+    "QKFormerBackbone",
+    "QKFormerImageClassifierPreprocessor",
     "SpikeDrivenTransformer",
     "SpikeDrivenTransformerBackbone",
     "SpikeDrivenTransformerImageClassifierPreprocessor",
