@@ -31,7 +31,9 @@ class Recipe:
         epochs: int. Cosine epochs (timm's `epochs`); training runs
             `epochs + cooldown_epochs`.
         global_batch_size: int. Batch the reference trained with.
-        optimizer: str, `"adamw"` (the only one supported).
+        optimizer: str, `"adamw"` or `"lamb"` (Keras's `Lamb`, with timm's
+            global gradient-norm clip 1.0; the Spike-driven Transformer's
+            ImageNet and DVS128 Gesture recipes).
         schedule: str, `"cosine"` (the only one supported).
         min_learning_rate: float, defaults to `1e-5`.
         warmup_epochs: int, defaults to `0`.
@@ -77,11 +79,17 @@ class Recipe:
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
-        if self.optimizer.lower() != "adamw":
+        if self.optimizer.lower() not in ("adamw", "lamb"):
             raise ValueError(
                 f"Recipe optimizer {self.optimizer!r} is not supported; only "
-                "'adamw' (the reference's) is. Fix the recipe or build the "
-                "optimizer yourself."
+                "'adamw' and 'lamb' (the references') are. Fix the recipe or build "
+                "the optimizer yourself."
+            )
+        loss = dict(self.extras.get("loss") or {"name": "cross_entropy"})
+        if loss.get("name") not in ("cross_entropy", "tet"):
+            raise ValueError(
+                f"Recipe loss {loss!r} is not supported; use "
+                '{"name": "cross_entropy"} or {"name": "tet", "lamb": 0.001}.'
             )
         if self.schedule.lower() != "cosine":
             raise ValueError(
@@ -225,15 +233,24 @@ class Recipe:
         Returns:
             A `keras.optimizers.AdamW`.
         """
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=self.make_schedule(
-                steps_per_epoch, epochs, global_batch_size
-            ),
-            weight_decay=float(self.weight_decay),
-            beta_1=0.9,
-            beta_2=0.999,
-            epsilon=1e-8,  # timm's opt_eps (Keras' default is 1e-7)
-        )
+        schedule = self.make_schedule(steps_per_epoch, epochs, global_batch_size)
+        if self.optimizer.lower() == "lamb":
+            # timm's Lamb: eps 1e-6, global gradient-norm clip 1.0. Keras's Lamb
+            # decouples weight decay and applies the trust ratio to every variable.
+            optimizer = keras.optimizers.Lamb(
+                learning_rate=schedule,
+                weight_decay=float(self.weight_decay),
+                epsilon=1e-6,
+                global_clipnorm=1.0,
+            )
+        else:
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=schedule,
+                weight_decay=float(self.weight_decay),
+                beta_1=0.9,
+                beta_2=0.999,
+                epsilon=1e-8,  # timm's opt_eps (Keras' default is 1e-7)
+            )
         var_list = None
         if model is not None:
             var_list = [v for v in model.trainable_variables if len(v.shape) <= 1]
@@ -253,8 +270,19 @@ class Recipe:
         """Cross-entropy on logits with the recipe's label smoothing.
 
         Labels are one-hot (MixUp/CutMix mix them). Smoothing is linear, so
-        smoothing mixed labels equals timm's mixing of smoothed labels.
+        smoothing mixed labels equals timm's mixing of smoothed labels. A
+        recipe with `"loss": {"name": "tet", ...}` gets a `TETLoss` (it needs
+        a model with per-time-step logits).
         """
+        loss = self.extras.get("loss") or {}
+        if loss.get("name") == "tet":
+            from keras_spikformer.training.tet_loss import TETLoss
+
+            return TETLoss(
+                lamb=loss.get("lamb", 0.001),
+                means=loss.get("means", 1.0),
+                label_smoothing=float(self.label_smoothing),
+            )
         return keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=float(self.label_smoothing)
         )
@@ -265,7 +293,8 @@ class Recipe:
         rule = self.scaling_rule()
         lines = [f"Recipe ({self.source or 'in memory'})"]
         lines.append(
-            f"  optimizer: AdamW lr {self.learning_rate:g} at global batch "
+            f"  optimizer: {'LAMB' if self.optimizer.lower() == 'lamb' else 'AdamW'} "
+            f"lr {self.learning_rate:g} at global batch "
             f"{self.global_batch_size}, weight decay {self.weight_decay:g} "
             f"(not on {', '.join(NO_DECAY_NAMES)}), eps 1e-8"
         )
