@@ -272,4 +272,5 @@ def infer_architecture(state_dict, **given):
             config[key], notes[key] = value, "given"
     num_classes = shape("head.weight")[0]
     notes["num_classes"] = "shapes"
+    notes["family"] = f"{FAMILY}, {branch} branch"
     return config, num_classes, notes
