@@ -47,6 +47,10 @@ from keras_spikformer.convert.checkpoint_files import (
     read_state_dict,
 )
 
+# Checkpoint files are parsed in numpy whatever the Keras backend.
+pytestmark = pytest.mark.backend_independent
+
+
 DATA = Path(__file__).parent / "data"
 TIMM_ARGS = {
     "model": "spikformer",

@@ -9,6 +9,11 @@ from keras_spikformer.data import event_datasets, event_frames, events
 from keras_spikformer.testing import synthetic_events as synth
 from keras_spikformer.data.events import EventFileError, make_events
 
+# Event files and frame integration run in numpy and tf.data whatever the
+# Keras backend: once, in the TensorFlow pass.
+pytestmark = pytest.mark.backend_independent
+
+
 
 def _write(path, data):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

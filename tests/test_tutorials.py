@@ -15,6 +15,11 @@ import pytest
 from keras_spikformer import Spikformer
 from keras_spikformer.training.recipe import Recipe
 
+# End-to-end tutorial scripts run once (TensorFlow pass); the models they use
+# are tested on every backend by the model tests.
+pytestmark = [pytest.mark.backend_independent, pytest.mark.large]
+
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

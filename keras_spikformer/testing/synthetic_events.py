@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from keras_spikformer.data import aedat as _aedat
 from keras_spikformer.data import events as _events
 
 __all__ = [
@@ -65,7 +66,7 @@ def encode_aedat2(addresses, timestamps, header_lines=_AEDAT2_HEADER):
 
 def _packet(event_type, words, ts_overflow, valid):
     n = len(words)
-    head = np.zeros(1, _events._AEDAT31_PACKET_HEADER)
+    head = np.zeros(1, _aedat.AEDAT31_PACKET_HEADER)
     head[0] = (event_type, 1, 8, 4, ts_overflow, n, n, valid)
     return head.tobytes() + np.asarray(words, "<u4").tobytes()
 
