@@ -33,16 +33,17 @@ import keras_spikformer
 """
 ## Data
 
-The digits are 8x8 grey images with values 0..16. We scale them to [0, 1] and
-upsample them to 16x16 so that the patch-splitting stem (patch size 4) makes a
-4x4 grid of tokens.
+The digits are 8x8 grey images with values 0..16; we give them as 8-bit
+pixels (0..255), like any image file. The preset's preprocessor does the rest
+inside `fit`, `evaluate` and `predict`: it upsamples them to the model's 16x16
+(nearest neighbour, so the patch-splitting stem with patch size 4 makes a 4x4
+grid of tokens) and rescales them to [0, 1].
 """
 
 
 def load_data(seed=0, limit=None):
     digits = load_digits()
-    images = digits.images[..., None].astype("float32") / 16.0
-    images = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)
+    images = np.round(digits.images[..., None] * (255.0 / 16.0)).astype("uint8")
     labels = digits.target.astype("int32")
     if limit:
         images, labels = images[:limit], labels[:limit]

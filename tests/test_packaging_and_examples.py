@@ -9,6 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.large
+@pytest.mark.backend_independent
 def test_digits_quickstart_runs_end_to_end(tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "examples"))
     try:
@@ -16,14 +18,16 @@ def test_digits_quickstart_runs_end_to_end(tmp_path, capsys):
     finally:
         sys.path.pop(0)
     accuracy = digits_quickstart.main(
-        ["--epochs", "2", "--limit", "400", "--output", str(tmp_path)]
+        ["--epochs", "5", "--limit", "800", "--output", str(tmp_path)]
     )
-    assert 0.0 <= accuracy <= 1.0
+    # Measured 0.53 (TensorFlow, 5 epochs on 640 images); chance is 0.10.
+    assert accuracy > 0.35
     assert (tmp_path / "model.keras").is_file()
     assert "identical predictions: True" in capsys.readouterr().out
 
 
 @pytest.mark.large
+@pytest.mark.backend_independent
 def test_zoo_ships_inside_the_wheel(tmp_path):
     """`from_preset` works from an installed (non-editable) wheel, outside the source tree."""
     subprocess.run(
