@@ -27,7 +27,7 @@ from keras_spikformer.analysis.firing_rates import (
     neuron_layer_names,
     split_batches,
 )
-from keras_spikformer.convert.reference_weights import reference_module_map
+from keras_spikformer.convert.spikformer_weights import reference_module_map
 from keras_spikformer.neurons.recording import record_spikes
 
 E_MAC = 4.6e-12  # joules per 32-bit float multiply-accumulate (45 nm, Horowitz 2014)

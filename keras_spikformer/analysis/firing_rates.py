@@ -10,7 +10,7 @@ fired). The model and its outputs are untouched.
 import keras
 import numpy as np
 
-from keras_spikformer.convert.reference_weights import reference_module_map
+from keras_spikformer.convert.spikformer_weights import reference_module_map
 from keras_spikformer.models.spikformer import Spikformer, SpikformerBackbone
 from keras_spikformer.neurons import LIFNeuron
 from keras_spikformer.neurons.recording import record_spikes
