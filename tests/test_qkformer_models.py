@@ -249,3 +249,18 @@ def test_mae_style_checkpoint_dict_is_read(tmp_path):
     assert report.ok and len(report.loaded) == len(qkformer_weights.reference_variable_map(model))
     logits = ops.convert_to_numpy(model(images_of(npz), training=False))
     np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
+
+
+def test_imagenet_recipe_is_mae_style_warmup_then_half_cosine():
+    from keras_spikformer.training.recipe import Recipe
+
+    recipe = Recipe.from_preset("qkformer_10_768_imagenet")
+    assert recipe.warmup_prefix and recipe.extras["layer_decay"] == 1.0
+    schedule = recipe.make_schedule(steps_per_epoch=10)  # 5 warm-up + 195 cosine epochs
+    lr, floor = recipe.learning_rate, recipe.min_learning_rate
+    at = lambda step: float(ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    assert at(0) == 0.0
+    np.testing.assert_allclose(at(25), lr / 2, rtol=1e-6)
+    np.testing.assert_allclose(at(50), lr, rtol=1e-6)
+    np.testing.assert_allclose(at(50 + 975), (lr + floor) / 2, rtol=1e-5)
+    np.testing.assert_allclose(at(2000), floor, rtol=1e-5)

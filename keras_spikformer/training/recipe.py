@@ -40,6 +40,10 @@ class Recipe:
         warmup_learning_rate: float or `None`. Rate at step 0; `None` uses
             `min_learning_rate` (the CIFAR and DVS references warm up from
             1e-5, their `min_lr`).
+        warmup_prefix: bool, defaults to `False`. `True` is the MAE-style
+            schedule (QKFormer's ImageNet recipe): per-step linear warm-up,
+            then a half cycle of cosine over the remaining
+            `epochs - warmup_epochs` epochs (`epochs` includes the warm-up).
         cooldown_epochs: int, defaults to `0`. Epochs at `min_learning_rate`.
         lr_scaling_rule: str, defaults to `"none"`. `"none"` or `"linear"`,
             optionally followed by `": comment"`.
@@ -67,6 +71,7 @@ class Recipe:
     min_learning_rate: float = 1e-5
     warmup_epochs: int = 0
     warmup_learning_rate: float | None = None
+    warmup_prefix: bool = False
     cooldown_epochs: int = 0
     lr_scaling_rule: str = "none"
     mixed_precision: bool = False
@@ -206,13 +211,15 @@ class Recipe:
                 "use ceil(train examples / global batch size)."
             )
         epochs = int(self.epochs if epochs is None else epochs)
+        # MAE style: the cosine half cycle follows the warm-up inside `epochs`.
+        cosine_epochs = epochs - int(self.warmup_epochs) if self.warmup_prefix else epochs
         return WarmupCosineDecay(
             learning_rate=self.scaled_learning_rate(global_batch_size),
-            decay_steps=epochs * steps_per_epoch,
+            decay_steps=max(cosine_epochs, 1) * steps_per_epoch,
             warmup_steps=int(self.warmup_epochs) * steps_per_epoch,
             warmup_learning_rate=self._warmup_learning_rate(),
             min_learning_rate=float(self.min_learning_rate),
-            warmup_prefix=False,
+            warmup_prefix=bool(self.warmup_prefix),
         )
 
     def make_optimizer(
