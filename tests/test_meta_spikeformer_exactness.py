@@ -2,7 +2,8 @@
 
 Fixture: BICLab/Spike-Driven-Transformer-V2 `classification/models.py` run on
 CPU (widths 8-8-16-16, 4 heads, 6+2 transformer blocks, 64x64, T=2, 10
-classes); see ../shared/fixtures/successors/README.md.
+classes). `data/sdt_v2_small.*` are copies of ../shared/fixtures/successors/
+(see the README there).
 """
 
 from pathlib import Path
@@ -13,22 +14,17 @@ import pytest
 from keras import ops
 
 from keras_spikformer import record_spikes
-from keras_spikformer.convert import meta_spikeformer_weights as weights
 from keras_spikformer.convert import load_reference_weights, read_state_dict
+from keras_spikformer.convert import meta_spikeformer_weights as weights
 from keras_spikformer.models.meta_spikeformer import (
     MetaSpikeFormer,
     MetaSpikeFormerBackbone,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "successors"
-NPZ = FIXTURES / "sdt_v2_small.npz"
-CHECKPOINT = FIXTURES / "sdt_v2_small.pth.tar"
+DATA = Path(__file__).parent / "data"
+NPZ = DATA / "sdt_v2_small.npz"
+CHECKPOINT = DATA / "sdt_v2_small.pth.tar"
 ARCHITECTURE = {"num_heads": 4, "num_timesteps": 2, "image_shape": (64, 64, 3)}
-
-pytestmark = pytest.mark.skipif(
-    not NPZ.exists(), reason=f"reference fixture {NPZ} not available"
-)
-
 
 @pytest.fixture(scope="module")
 def npz():

@@ -63,9 +63,9 @@ class MetaSpikeFormerBNAndPad(keras.layers.Layer):
         if not (training and self.bn.trainable):
             return ops.convert_to_tensor(mean), ops.convert_to_tensor(variance)
         stats = ops.stop_gradient(ops.cast(inputs, "float32"))
-        count = int(np.prod(inputs.shape[:-1]))
+        count = ops.cast(ops.size(stats), "float32") / inputs.shape[-1]
         batch_mean, batch_var = ops.moments(stats, axes=(0, 1, 2))
-        unbiased = batch_var * (count / max(count - 1, 1))
+        unbiased = batch_var * count / ops.maximum(count - 1.0, 1.0)
         momentum = self.bn.momentum
         return (
             mean * momentum + batch_mean * (1.0 - momentum),
