@@ -291,7 +291,7 @@ def test_event_augment():
 
 
 def test_equalize_matches_pil_formula():
-    from keras_spikformer.data.augment import _equalize
+    from keras_spikformer.data.rand_augment import _equalize
 
     def pil_equalize(channel):  # PIL ImageOps.equalize, one channel
         hist = np.bincount(channel.ravel().astype(int), minlength=256)

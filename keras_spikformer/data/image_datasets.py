@@ -1,7 +1,11 @@
-"""Image datasets as unbatched `tf.data` pipelines: digits, TFDS builders, image folders.
+"""Image datasets: digits (in memory), TFDS builders and image folders (streamed).
 
-Nothing is downloaded: TFDS datasets must already be prepared (or, for
-ImageNet, placed as manual files) under `data_dir`.
+TFDS builders and folders are read lazily as encoded images
+(`ImageData.records`, see `image_pipeline`): the trainer decodes them late,
+with the recipe's crops. Their `train` / `test` attributes are decoded views
+(timm's eval geometry at the model size) for code that wants unbatched
+`(image, label)` pairs. Nothing is downloaded: TFDS datasets must already be
+prepared (or, for ImageNet, placed as manual files) under `data_dir`.
 """
 
 import dataclasses
@@ -11,12 +15,15 @@ import numpy as np
 
 # TFDS names and the split used for testing.
 TFDS_TEST_SPLITS = {"cifar10": "test", "cifar100": "test", "imagenet2012": "validation"}
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
 @dataclasses.dataclass
 class ImageData:
-    """Unbatched train/test pipelines of `(image float32 [H, W, C] in 0..255, label int32)`."""
+    """Unbatched train/test pipelines of `(image float32 [H, W, C] in 0..255, label int32)`.
+
+    `records` (a `StreamingRecords`, or `None` for in-memory data) holds the
+    encoded sources that `image_pipeline.train_batches` streams.
+    """
 
     train: object
     test: object
@@ -24,6 +31,11 @@ class ImageData:
     class_names: list
     num_train: int
     num_test: int
+    records: object = None
+
+    def input_report(self):
+        """Counts of skipped inputs (streamed data), `{}` for in-memory data."""
+        return {} if self.records is None else self.records.report()
 
 
 def digits(image_size=16, test_fraction=0.2, seed=0):
@@ -71,8 +83,24 @@ def digits(image_size=16, test_fraction=0.2, seed=0):
     )
 
 
-def tfds_images(name, data_dir, image_size):
-    """A prepared TensorFlow Datasets image dataset, resized to `image_size`.
+def _streaming(train, test, image_size, channels, class_names):
+    from keras_spikformer.data.image_decode import EvalExampleTransform
+    from keras_spikformer.data.image_pipeline import StreamingRecords, decoded_examples
+
+    view = EvalExampleTransform(tuple(image_size), channels)
+    return ImageData(
+        train=decoded_examples(train, view),
+        test=decoded_examples(test, view),
+        num_classes=len(class_names),
+        class_names=list(class_names),
+        num_train=train.num_examples,
+        num_test=test.num_examples,
+        records=StreamingRecords(train, test),
+    )
+
+
+def tfds_images(name, data_dir, image_size, channels=3, shuffle_buffer_mb=256):
+    """A prepared TensorFlow Datasets image dataset, streamed as encoded records.
 
     Args:
         name: TFDS name (`"cifar10"`, `"cifar100"`, `"imagenet2012"`, ...).
@@ -80,12 +108,20 @@ def tfds_images(name, data_dir, image_size):
             `imagenet2012`, the manual tar files may sit in `data_dir/manual`
             and are prepared on first use, offline).
         image_size: `(height, width)` of the model.
+        channels: int, 1 or 3. Defaults to `3`.
+        shuffle_buffer_mb: bound on the training shuffle buffer of encoded
+            records. Defaults to `256`.
 
     Returns:
-        `ImageData`.
+        `ImageData` with `records`.
+
+    Example:
+    >>> data = tfds_images("imagenet2012", "~/tfds", (224, 224))  # doctest: +SKIP
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
+
+    from keras_spikformer.data.image_sources import AsDatasetSource, TfdsSource
 
     if data_dir is None or not Path(data_dir).expanduser().is_dir():
         raise FileNotFoundError(
@@ -94,110 +130,77 @@ def tfds_images(name, data_dir, image_size):
             "nothing is downloaded at run time."
         )
     data_dir = str(Path(data_dir).expanduser())
-    builder = tfds.builder(name, data_dir=data_dir)
+    not_prepared = FileNotFoundError(
+        f"{name} is not prepared in {data_dir}. Run `tfds build {name} "
+        f"--data_dir {data_dir}` where there is internet, then copy the folder; "
+        "nothing is downloaded at run time."
+    )
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError) as error:
+        raise not_prepared from error
     if name == "imagenet2012" and not builder.is_prepared():
         manual = Path(data_dir) / "manual"
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
         )
-    test_split = TFDS_TEST_SPLITS.get(name, "test")
-    height, width = image_size
-
-    def convert(example):
-        image = tf.image.resize(
-            tf.cast(example["image"], tf.float32), (height, width), "bicubic"
-        )
-        return tf.clip_by_value(image, 0.0, 255.0), tf.cast(example["label"], tf.int32)
-
-    try:
-        train, test = (
-            builder.as_dataset(split=split) for split in ("train", test_split)
-        )
-    except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as error:
-        raise FileNotFoundError(
-            f"{name} is not prepared in {data_dir}. Run `tfds build {name} "
-            f"--data_dir {data_dir}` where there is internet, then copy the folder; "
-            "nothing is downloaded at run time."
-        ) from error
-    info = builder.info
-    labels = info.features["label"]
-    return ImageData(
-        train=train.map(convert),
-        test=test.map(convert),
-        num_classes=labels.num_classes,
-        class_names=list(labels.names),
-        num_train=_num_examples(info, "train", train),
-        num_test=_num_examples(info, test_split, test),
+    splits = builder.info.splits.keys() if builder.is_prepared() else ()
+    test_split = TFDS_TEST_SPLITS.get(
+        name,
+        "validation" if "test" not in splits and "validation" in splits else "test",
     )
-
-
-def _num_examples(info, split, dataset):
-    """From the dataset's metadata, else by counting (mock data has no metadata)."""
     try:
-        return info.splits[split].num_examples
-    except KeyError:
-        known = int(dataset.cardinality())
-        return known if known >= 0 else sum(1 for _ in dataset)
+        if builder.is_prepared():
+            train = TfdsSource(builder, "train", shuffle_buffer_mb)
+            test = TfdsSource(builder, test_split, shuffle_buffer_mb)
+        else:  # no shard files, e.g. tfds.testing.mock_data
+            train = AsDatasetSource(builder, "train")
+            test = AsDatasetSource(builder, test_split)
+    except (KeyError, AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
+        raise not_prepared from e
+    labels = builder.info.features["label"]
+    return _streaming(train, test, image_size, channels, list(labels.names))
 
 
 def image_folder(data_dir, image_size, channels=3):
-    """Images in class-per-subfolder layout: `DIR/train/<class>/*.png` and `DIR/test/<class>/*`.
+    """Images in class-per-subfolder layout: `DIR/train/<class>/*` and `DIR/test/<class>/*`.
 
-    A `val/` folder is taken when there is no `test/`.
+    A `val/` folder is taken when there is no `test/`. Files are listed
+    (names only) and streamed. Files that are not JPEG/PNG/GIF/BMP are
+    skipped and counted; an empty class folder stays a class (labels follow
+    the sorted folder names, as torchvision's `ImageFolder`); corrupt images
+    are skipped while streaming and counted (`ImageData.input_report()`).
+
+    Args:
+        data_dir: the root folder.
+        image_size: `(height, width)` of the model.
+        channels: 1 or 3 (grey-scale, CMYK, RGBA files are converted).
 
     Returns:
-        `ImageData`.
-    """
-    import keras
-    import tensorflow as tf
+        `ImageData` with `records`.
 
+    Example:
+    >>> data = image_folder("~/imagenet", (224, 224))  # doctest: +SKIP
+    """
+    from keras_spikformer.data.image_sources import list_image_folder
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}.")
     root = Path(data_dir).expanduser()
     test_name = "test" if (root / "test").is_dir() else "val"
     for split in ("train", test_name):
         folder = root / split
-        classes = (
-            sorted(p.name for p in folder.iterdir() if p.is_dir())
-            if folder.is_dir()
-            else []
-        )
-        if not classes:
+        if not folder.is_dir() or not any(
+            p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()
+        ):
             raise FileNotFoundError(
                 f"{folder} has no class subfolders. Lay images out as "
                 f"{root}/train/<class>/<image> and {root}/test/<class>/<image>."
             )
-        for name in classes:
-            if not any(
-                f.suffix.lower() in _IMAGE_SUFFIXES for f in (folder / name).iterdir()
-            ):
-                raise FileNotFoundError(
-                    f"Class folder {folder / name} holds no images."
-                )
-
-    def load(split, class_names=None):
-        return keras.utils.image_dataset_from_directory(
-            root / split,
-            labels="inferred",
-            label_mode="int",
-            class_names=class_names,
-            color_mode={1: "grayscale", 3: "rgb", 4: "rgba"}[channels],
-            batch_size=None,
-            image_size=tuple(image_size),
-            shuffle=False,
-            verbose=False,
+    train, class_names = list_image_folder(root / "train")
+    if not train.num_examples:
+        raise FileNotFoundError(
+            f"{root / 'train'} holds no JPEG/PNG/GIF/BMP image in its class folders."
         )
-
-    train = load("train")
-    class_names = list(train.class_names)
-    test = load(test_name, class_names)
-
-    def cast(image, label):
-        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
-
-    return ImageData(
-        train=train.map(cast),
-        test=test.map(cast),
-        num_classes=len(class_names),
-        class_names=class_names,
-        num_train=int(train.cardinality()),
-        num_test=int(test.cardinality()),
-    )
+    test, _ = list_image_folder(root / test_name, class_names)
+    return _streaming(train, test, image_size, channels, class_names)

@@ -1,0 +1,63 @@
+"""Small helpers shared by the augmentation modules: random generators, labels, checks."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def make_generator(seed):
+    """A `tf.random.Generator` from `seed`, or a non-deterministic one for `None`."""
+    if seed is None:
+        return tf.random.Generator.from_non_deterministic_state()
+    return tf.random.Generator.from_seed(int(seed))
+
+
+def sub_seed(seed, i):
+    """The seed of the `i`-th random component built from `seed` (`None` stays `None`)."""
+    return None if seed is None else int(seed) * 1000 + i
+
+
+def one_hot(labels, num_classes):
+    """float32 one-hot labels `[batch, num_classes]` (one-hot input passes through)."""
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 2 and labels.shape[-1] == num_classes:
+        return tf.cast(labels, tf.float32)
+    batch = labels.shape[0] if labels.shape.rank == 1 else None
+    labels = tf.reshape(labels, [-1])
+    out = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
+    return tf.ensure_shape(out, [batch, num_classes])
+
+
+def normalizer(recipe):
+    """`images -> (images - mean) / std` on 0..255 pixels with the recipe's `normalize`.
+
+    Without a `normalize` section, pixels are scaled to 0..1.
+    """
+    norm = recipe.normalize or {}
+    mean = np.asarray(norm.get("mean", (0.0, 0.0, 0.0)), "float32") * 255.0
+    std = np.asarray(norm.get("std", (1.0, 1.0, 1.0)), "float32") * 255.0
+    if not norm:
+        std = np.full_like(std, 255.0)
+
+    def normalize(images):
+        return (images - mean) / std
+
+    return normalize
+
+
+def check_images(images):
+    """A float32 batch `[batch, height, width, channels]`, or a clear error."""
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4:
+        raise ValueError(
+            "Expected a batch of images [batch, height, width, channels], got "
+            f"shape {images.shape}. Batch the dataset before mapping the "
+            "augmentation: `ds.batch(b).map(augment)`."
+        )
+    return tf.cast(images, tf.float32)
+
+
+def to_size(image_size):
+    """`(height, width)` from an int or a pair."""
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return tuple(int(s) for s in image_size)

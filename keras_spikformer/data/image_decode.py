@@ -1,0 +1,185 @@
+"""Per-example decoding with the reference's geometry: decode late, crop while decoding.
+
+Each transform maps one encoded image (JPEG, PNG, GIF or BMP bytes) to a
+`uint8 [height, width, channels]` tensor of static shape at the model size.
+JPEGs are cropped while decoding (`tf.io.decode_and_crop_jpeg`: only the
+crop's blocks are decoded); other formats are decoded whole, then sliced.
+Grey-scale, CMYK and RGBA inputs come out with `channels` channels. The
+random draws are stateless, from a per-example seed, so an example's crop
+and flip depend only on that seed.
+
+References:
+    timm `transforms_imagenet_train` / `transforms_imagenet_eval`;
+    torchvision `RandomCrop(padding)` for the CIFAR recipe.
+"""
+
+import tensorflow as tf
+
+from keras_spikformer.data import crops
+
+
+def decode_crop(contents, channels, box_fn):
+    """Decodes `contents` and crops it to `box_fn(height, width)`.
+
+    Args:
+        contents: scalar string tensor, encoded image bytes.
+        channels: 1 or 3.
+        box_fn: `(height, width) -> (top, left, crop_height, crop_width)`.
+
+    Returns:
+        `uint8 [crop_height, crop_width, channels]`.
+    """
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(contents)
+        box = tf.stack(box_fn(shape[0], shape[1]))
+        return tf.io.decode_and_crop_jpeg(
+            contents, box, channels=channels, dct_method="INTEGER_ACCURATE"
+        )
+
+    def other():
+        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+        shape = tf.shape(image)
+        top, left, h, w = box_fn(shape[0], shape[1])
+        return tf.slice(image, [top, left, 0], [h, w, channels])
+
+    image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+def _full_box(height, width):
+    return tf.constant(0, tf.int32), tf.constant(0, tf.int32), height, width
+
+
+def _resize_uint8(image, size, interpolation):
+    """Antialiased resize, rounded to 0..255 like PIL's 8-bit output."""
+    out = tf.image.resize(image, size, method=interpolation, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+
+class EvalExampleTransform:
+    """timm's eval transform: resize (shorter side to `size / crop_pct`), centre crop.
+
+    Args:
+        size: `(height, width)` of the model.
+        channels: 1 or 3.
+        crop_pct: float in (0, 1], timm's `crop_pct`. Defaults to `1.0`.
+        interpolation: `"bicubic"` (default), `"bilinear"`, ...
+
+    Example:
+    >>> transform = EvalExampleTransform((224, 224), 3, crop_pct=0.875)
+    >>> image, label = transform(jpeg_bytes, 7, seed=None)  # doctest: +SKIP
+    """
+
+    def __init__(self, size, channels=3, crop_pct=1.0, interpolation="bicubic"):
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"eval crop_ratio must be in (0, 1], got {crop_pct}.")
+        self.size = tuple(size)
+        self.channels = int(channels)
+        self.crop_pct = float(crop_pct)
+        self.interpolation = interpolation
+
+    def geometry(self, image):
+        """Resize then centre-crop a decoded `uint8` image."""
+        shape = tf.shape(image)
+        new_h, new_w = crops.eval_resize_shape(
+            shape[0], shape[1], self.size, self.crop_pct
+        )
+        image = _resize_uint8(image, tf.stack([new_h, new_w]), self.interpolation)
+        top, left = crops.center_crop_offsets(new_h, new_w, self.size)
+        image = tf.slice(image, [top, left, 0], [*self.size, self.channels])
+        return tf.ensure_shape(image, [*self.size, self.channels])
+
+    def __call__(self, contents, label, seed=None):
+        image = decode_crop(contents, self.channels, _full_box)
+        return self.geometry(image), tf.cast(label, tf.int32)
+
+
+class TrainExampleTransform:
+    """The recipe's per-example training geometry: crop, resize, flip.
+
+    `random_resized_crop_scale` set: timm's RandomResizedCrop (10 tries, then
+    the centre-crop fallback), cropped while decoding, resized to `size`.
+    `padding` set (CIFAR): resize to `size` if needed, zero-pad, random crop.
+    Neither: the eval geometry. Then a horizontal flip with probability 0.5.
+
+    Args:
+        size: `(height, width)`.
+        channels: 1 or 3.
+        padding: int, RandomCrop padding (0: none).
+        scale, ratio: RandomResizedCrop ranges (`scale=None`: no RRC).
+        interpolation: resize method. Defaults to `"bicubic"`.
+        flip: bool, random horizontal flip.
+        crop_pct: eval `crop_pct` for the no-crop case.
+
+    Example:
+    >>> t = TrainExampleTransform((224, 224), scale=(0.08, 1.0), flip=True)
+    >>> image, label = t(jpeg_bytes, 3, seed=[0, 17])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        size,
+        channels=3,
+        padding=0,
+        scale=None,
+        ratio=(3 / 4, 4 / 3),
+        interpolation="bicubic",
+        flip=False,
+        crop_pct=1.0,
+    ):
+        self.size = tuple(size)
+        self.channels = int(channels)
+        self.padding = int(padding or 0)
+        self.scale = None if scale is None else tuple(float(s) for s in scale)
+        self.ratio = tuple(float(r) for r in ratio)
+        self.interpolation = interpolation
+        self.flip = bool(flip)
+        self.eval = EvalExampleTransform(size, channels, crop_pct, interpolation)
+
+    def crop_box(self, height, width, seed):
+        """The RandomResizedCrop box for this example's `seed`."""
+        draws = tf.random.stateless_uniform(
+            [2 * crops.RRC_ATTEMPTS + 2], seed, dtype=tf.float64
+        )
+        return crops.random_resized_crop_box(
+            height, width, draws, self.scale, self.ratio
+        )
+
+    def __call__(self, contents, label, seed):
+        seed = tf.cast(seed, tf.int64)
+        crop_seed, pad_seed, flip_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
+        if self.scale is not None:
+            image = decode_crop(
+                contents,
+                self.channels,
+                lambda h, w: self.crop_box(h, w, crop_seed),
+            )
+            image = _resize_uint8(image, self.size, self.interpolation)
+        elif self.padding:
+            image = decode_crop(contents, self.channels, _full_box)
+            shape = tf.shape(image)
+            image = tf.cond(
+                tf.reduce_all(shape[:2] == self.size),
+                lambda: image,
+                lambda: _resize_uint8(image, self.size, self.interpolation),
+            )
+            image = self._pad_crop(image, pad_seed)
+        else:
+            image = self.eval.geometry(decode_crop(contents, self.channels, _full_box))
+        if self.flip:
+            mirror = tf.random.stateless_uniform([], flip_seed) < 0.5
+            image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+        return tf.ensure_shape(image, [*self.size, self.channels]), tf.cast(
+            label, tf.int32
+        )
+
+    def _pad_crop(self, image, seed):
+        p = self.padding
+        image = tf.pad(image, [[p, p], [p, p], [0, 0]])
+        offsets = tf.random.stateless_uniform(
+            [2], seed, minval=0, maxval=2 * p + 1, dtype=tf.int32
+        )
+        return tf.slice(image, [offsets[0], offsets[1], 0], [*self.size, self.channels])
