@@ -7,7 +7,13 @@ one JSON record.
 Usage:
     python benchmarks/throughput.py --preset spikformer_4_384_cifar10 \\
         --backend jax --mode train --batch-size 32 [--dtype mixed_bfloat16] \\
-        [--remat] [--steps 5] [--warmup 2] --json results/jax_train.json
+        [--remat] [--steps 5] [--warmup 2] [--input arrays|pipeline] \\
+        --json results/jax_train.json
+
+`--input pipeline` trains through `fit` (or predicts) on the streaming input
+pipeline (the preset recipe's augmentation) over the synthetic JPEG dataset
+of `benchmarks/input_pipeline.py` (generated once under `--cache-dir`);
+`--input arrays` (the default) repeats one fixed in-memory batch.
 
 The backend must be chosen before Keras is imported, so each run is one
 process: run the script once per configuration.
@@ -42,6 +48,27 @@ def parse_args(argv=None):
         "--warmup", type=int, default=2, help="untimed steps after the first"
     )
     parser.add_argument("--json", help="write the record here")
+    parser.add_argument(
+        "--input",
+        choices=["arrays", "pipeline"],
+        default="arrays",
+        help="arrays: one fixed batch; pipeline: fit/predict on the streaming "
+        "pipeline over the synthetic JPEG dataset of benchmarks/input_pipeline.py",
+    )
+    parser.add_argument(
+        "--num-images",
+        type=int,
+        default=0,
+        help="synthetic dataset size for --input pipeline (default: enough for "
+        "one epoch of the timed steps)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=os.path.join(
+            os.path.expanduser("~"), ".cache", "keras_spikformer", "input_pipeline"
+        ),
+        help="where --input pipeline's synthetic dataset is generated (once)",
+    )
     return parser.parse_args(argv)
 
 
@@ -91,6 +118,8 @@ def run(args):
     if args.dtype != "float32":
         options["dtype"] = args.dtype
     model = Spikformer.from_preset(args.preset, load_weights=False, **options)
+    if args.input == "pipeline":
+        return _pipeline_record(args, model, _run_pipeline(args, model))
     rng = np.random.default_rng(0)
     shape = (args.batch_size,) + tuple(model.inputs[0].shape[1:])
     x = rng.normal(size=shape).astype("float32")
@@ -125,6 +154,90 @@ def run(args):
         "preset": args.preset,
         "backend": args.backend,
         "mode": args.mode,
+        "input": "arrays",
+        "batch_size": args.batch_size,
+        "dtype": args.dtype,
+        "remat": args.remat,
+        "num_timesteps": model.backbone.num_timesteps,
+        "images_per_second": round(args.batch_size / median, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "step_seconds": [round(t, 4) for t in times],
+        "compile_seconds": round(compile_seconds, 2),
+        "device": device_name(),
+        "keras": keras.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "commit": source_commit(),
+    }
+
+
+class _StepTimer:
+    """Seconds between consecutive batch ends (data waiting included)."""
+
+    def __init__(self):
+        self.ends = []
+
+    def __call__(self, *args, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def _run_pipeline(args, model):
+    """Times `fit` (or `predict`) on the real pipeline; returns the step times."""
+    import keras
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import input_pipeline
+
+    from keras_spikformer.data.image_datasets import image_folder
+    from keras_spikformer.data.image_pipeline import eval_batches, train_batches
+    from keras_spikformer.training.recipe import Recipe
+    from keras_spikformer.training.trainer import preprocessors
+
+    steps = args.warmup + args.steps + 1
+    pipeline_args = input_pipeline.parse_args(
+        ["--num-images", str(args.num_images or args.batch_size * steps)]
+        + ["--cache-dir", args.cache_dir]
+    )
+    root = input_pipeline.ensure_dataset(pipeline_args)
+    image_shape = tuple(model.inputs[0].shape[1:])
+    data = image_folder(root / "folder", image_shape[:2], channels=image_shape[2])
+    if hasattr(model, "apply_preprocessor"):
+        model.apply_preprocessor = False  # the pipeline normalises
+    train_aug, eval_map = preprocessors(
+        Recipe.from_preset(args.preset), model, 0, augment=True
+    )
+    timer = _StepTimer()
+    if args.mode == "train":
+        model.compile(
+            optimizer=keras.optimizers.AdamW(1e-4),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+            metrics=[],
+            jit_compile=args.backend != "torch",
+        )
+        ds = train_batches(data.records.train, train_aug, args.batch_size, epochs=100)
+        callback = keras.callbacks.LambdaCallback(on_train_batch_end=timer)
+        started = time.perf_counter()
+        model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[callback], verbose=0)
+    else:
+        model.compile(jit_compile=args.backend != "torch")
+        ds = eval_batches(data.records.train, eval_map, args.batch_size, True).repeat()
+        callback = keras.callbacks.LambdaCallback(on_predict_batch_end=timer)
+        started = time.perf_counter()
+        model.predict(ds, steps=steps, callbacks=[callback], verbose=0)
+    ends = [started] + timer.ends
+    times = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    return times[0], times[1 + args.warmup :]
+
+
+def _pipeline_record(args, model, timing):
+    import keras
+
+    compile_seconds, times = timing
+    median = statistics.median(times)
+    return {
+        "preset": args.preset,
+        "backend": args.backend,
+        "mode": args.mode,
+        "input": "pipeline",
         "batch_size": args.batch_size,
         "dtype": args.dtype,
         "remat": args.remat,
@@ -147,6 +260,7 @@ def main(argv=None):
         "preset",
         "backend",
         "mode",
+        "input",
         "batch_size",
         "dtype",
         "remat",
