@@ -1,5 +1,6 @@
 """PyTorch's `MaxPool2d(3, stride=2, padding=1)` with its tie-breaking gradient."""
 
+import keras
 from keras import ops
 
 _WINDOW = [(di, dj) for di in range(3) for dj in range(3)]
@@ -26,6 +27,15 @@ def max_pool_3x3_s2(x):
     """
     _, height, width, channels = x.shape
     out_h, out_w = (height + 1) // 2, (width + 1) // 2
+    if keras.backend.backend() == "torch":
+        # torch's own pooling is PyTorch's kernel: one op each way instead of
+        # ~60 eager element-wise ops, with the same first-maximum gradient.
+        # The -inf border is never a maximum (every window holds real values).
+        bottom, right = 2 * out_h - height, 2 * out_w - width
+        padded = ops.pad(
+            x, ((0, 0), (1, bottom), (1, right), (0, 0)), constant_values=float("-inf")
+        )
+        return ops.max_pool(padded, 3, strides=2, padding="valid")
     # Pad to an even (2 * out + 2) grid so that a reshape splits rows and
     # columns by parity: padded[2a + p] = planes[a, p].
     padding = ((0, 0), (1, 2 * out_h + 1 - height), (1, 2 * out_w + 1 - width), (0, 0))

@@ -82,10 +82,17 @@ class LIFNeuron(keras.layers.Layer):
         self.built = True
 
     def _charge(self, v, x):
-        reset = self.v_reset if self.v_reset else 0.0
+        # `v - 0.0` is `v` exactly: skipped for a zero reset (one op less).
+        leak = v - self.v_reset if self.v_reset else v
         if self.decay_input:
-            return v + (x - (v - reset)) / self.tau
-        return v - (v - reset) / self.tau + x
+            return v + (x - leak) / self.tau
+        return v - leak / self.tau + x
+
+    def _first_charge(self, x):
+        """`_charge` from the resting membrane (`v = v_reset`), where `v - v_reset`
+        is exactly 0: the same value (up to the sign of a zero) in fewer ops."""
+        h = x / self.tau if self.decay_input else x
+        return h + self.v_reset if self.v_reset else h
 
     def _reset(self, h, s):
         if self.v_reset is None:
@@ -112,23 +119,24 @@ class LIFNeuron(keras.layers.Layer):
         # One custom gradient for the whole time loop (backpropagation through
         # time in closed form, as SpikingJelly's CUDA kernels do). Autodiff of
         # the unrolled loop makes XLA recompute the forward recurrence inside
-        # every backward fusion; this keeps H[t] and S[t] and runs one reverse
-        # loop instead.
+        # every backward fusion; this keeps H[t] and the spikes and runs one
+        # reverse loop instead. Few ops per step: eager torch runs each one.
         decay = 1.0 - 1.0 / self.tau
         input_scale = 1.0 / self.tau if self.decay_input else 1.0
+        threshold = self.v_threshold
 
         @ops.custom_gradient
         def fire(x):
-            v = ops.zeros_like(x[:, 0])
-            if self.v_reset:
-                v = v + self.v_reset
-            potentials, spikes = [], []
+            potentials, fired = [], []
+            v = None  # the resting membrane before step 0
             for x_t in ops.unstack(x, axis=1):
-                h = self._charge(v, x_t)
-                s = ops.cast(ops.greater_equal(h - self.v_threshold, 0.0), h.dtype)
-                v = self._reset(h, s)
+                h = self._first_charge(x_t) if v is None else self._charge(v, x_t)
+                # `h >= threshold` is `h - threshold >= 0` for every float.
+                f = ops.greater_equal(h, threshold)
+                v = self._reset_fired(h, f)
                 potentials.append(h)
-                spikes.append(s)
+                fired.append(f)
+            spikes = ops.cast(ops.stack(fired, axis=1), x.dtype)
 
             def grad(*args, upstream=None):
                 if upstream is None:
@@ -137,21 +145,36 @@ class LIFNeuron(keras.layers.Layer):
                 grad_v = None  # dL/dV[t], flowing back from step t + 1
                 grads = []
                 for t in reversed(range(len(potentials))):
-                    h, s = potentials[t], spikes[t]
-                    surrogate_grad = self.surrogate.derivative(h - self.v_threshold)
+                    h, f = potentials[t], fired[t]
+                    surrogate_grad = self.surrogate.derivative(h - threshold)
                     grad_h = upstream[t] * surrogate_grad
                     if grad_v is not None:
-                        through_reset = self._reset_gradient(h, s, surrogate_grad)
-                        if through_reset is not None:
-                            grad_v = grad_v * through_reset
-                        grad_h = grad_h + grad_v
-                    grads.append(grad_h * input_scale)
+                        grad_h = grad_h + self._through_reset(
+                            grad_v, h, f, surrogate_grad
+                        )
+                    grads.append(grad_h * input_scale if input_scale != 1.0 else grad_h)
                     grad_v = grad_h * decay
                 return ops.stack(grads[::-1], axis=1)
 
-            return ops.stack(spikes, axis=1), grad
+            return spikes, grad
 
         return fire(inputs)
+
+    def _reset_fired(self, h, fired):
+        """`_reset` given the boolean spikes: hard reset as one `where` (equal to
+        `h * (1 - s) + v_reset * s` up to the sign of a zero)."""
+        if self.v_reset is None:
+            return h - self.v_threshold * ops.cast(fired, h.dtype)
+        return ops.where(fired, self.v_reset, h)
+
+    def _through_reset(self, grad_v, h, fired, surrogate_grad):
+        """`grad_v * dV[t]/dH[t]` given the boolean spikes."""
+        if self.detach_reset:
+            if self.v_reset is None:
+                return grad_v
+            return ops.where(fired, 0.0, grad_v)
+        s = ops.cast(fired, h.dtype)
+        return grad_v * self._reset_gradient(h, s, surrogate_grad)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
