@@ -108,6 +108,13 @@ def _loss_and_gradients(model, images, labels):
             [v.value for v in variables], images
         )
         return float(loss), [np.asarray(g) for g in g_vars] + [np.asarray(g_x)]
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(images, requires_grad=True)
+        loss = loss_fn(labels, model(x, training=True))
+        grads = torch.autograd.grad(loss, [v.value for v in variables] + [x])
+        return float(loss.detach()), [g.detach().cpu().numpy() for g in grads]
     pytest.skip(f"no gradient helper for backend {backend}")
 
 

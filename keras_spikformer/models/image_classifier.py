@@ -33,11 +33,22 @@ class ImageClassifier(InputCheckMixin, keras.Model):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._initialized = True
         # `fit`/`evaluate`/`predict` run the preprocessor first while True.
         self.apply_preprocessor = True
         self.dtype_policy = self.backbone.dtype_policy  # Functional models ignore `dtype`
         if self.preprocessor is not None:
             _check_preprocessor(self.preprocessor, self.backbone)
+
+    def __setattr__(self, name, value):
+        # Subclasses store their layers before `super().__init__` (KerasHub's
+        # pattern), which torch's `Module.__setattr__` refuses; as in KerasHub,
+        # those go straight to `__dict__` (the functional graph tracks them).
+        uninitialized = not hasattr(self, "_initialized")
+        is_property = isinstance(getattr(type(self), name, None), property)
+        if keras.backend.backend() == "torch" and (uninitialized or is_property):
+            return object.__setattr__(self, name, value)
+        return super().__setattr__(name, value)
 
     @property
     def image_shape(self):
