@@ -3,6 +3,7 @@ heavy work; fast `--help`; Ctrl-C; `--epochs` as the total; run directories."""
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -233,3 +234,26 @@ def test_ended_run_directory_written_by_us_can_restart(tmp_path):
     (run / "log.csv").write_text("epoch\n")  # killed before its first backup
     with pytest.raises(Stop):
         train("spikformer_tiny_digits", "digits", run, callbacks=[StopAtStart()])
+
+
+@pytest.mark.large
+def test_sigint_during_training_then_resume(tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "keras_spikformer_cli", *TRAIN, "-o", str(out)]
+    argv += ["--epochs", "5", "--batch-size", "128"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    saved = out / "backup" / "training_metadata.json"  # written after an epoch
+    while not saved.is_file() and process.poll() is None:
+        assert time.time() < deadline, "no epoch was backed up in 300 s"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    err = err.decode()
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("keras-spikformer train: interrupted: rerun with --resume")
+    resumed = subprocess.run(argv + ["--resume"], capture_output=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 5
