@@ -10,7 +10,7 @@ fired). The model and its outputs are untouched.
 import keras
 import numpy as np
 
-from keras_spikformer.convert.spikformer_weights import reference_module_map
+from keras_spikformer.convert.families import family_of_model
 from keras_spikformer.models.spikformer import Spikformer, SpikformerBackbone
 from keras_spikformer.neurons import LIFNeuron
 from keras_spikformer.neurons.recording import record_spikes
@@ -21,12 +21,26 @@ def is_spikformer(model):
     return isinstance(model, (Spikformer, SpikformerBackbone))
 
 
+def _reference_neurons(model):
+    """`{reference module name: LIFNeuron}` for models of a converted family, else `None`."""
+    try:
+        family = family_of_model(model)
+    except ValueError:
+        return None
+    return {
+        name: layer
+        for name, layer in family.reference_module_map(model).items()
+        if isinstance(layer, LIFNeuron)
+    }
+
+
 def neuron_layer_names(model):
     """Names every `LIFNeuron` of `model` by its place in the model.
 
-    Spikformer models use the reference module names (`patch_embed.proj_lif`,
-    `block.0.attn.attn_lif`, ...); other models use layer paths
-    (`block/attn/q/lif`), falling back to layer names.
+    Models of the zoo's families (Spikformer, Spike-driven Transformer,
+    QKFormer, Meta-SpikeFormer) use the reference module names
+    (`patch_embed.proj_lif`, `block.0.attn.attn_lif`, ...); other models use
+    layer paths (`block/attn/q/lif`), falling back to layer names.
 
     Args:
         model: a Keras model or layer.
@@ -40,13 +54,8 @@ def neuron_layer_names(model):
     Example:
     >>> neuron_layer_names(model)["block.0.attn.q_lif"]
     """
-    if is_spikformer(model):
-        names = {
-            name: layer
-            for name, layer in reference_module_map(model).items()
-            if isinstance(layer, LIFNeuron)
-        }
-    else:
+    names = _reference_neurons(model)
+    if names is None:
         layers = [model] if isinstance(model, LIFNeuron) else []
         if isinstance(model, keras.layers.Layer):
             layers += [
