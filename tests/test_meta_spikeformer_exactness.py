@@ -26,6 +26,7 @@ NPZ = DATA / "sdt_v2_small.npz"
 CHECKPOINT = DATA / "sdt_v2_small.pth.tar"
 ARCHITECTURE = {"num_heads": 4, "num_timesteps": 2, "image_shape": (64, 64, 3)}
 
+
 @pytest.fixture(scope="module")
 def npz():
     return np.load(NPZ)
@@ -219,3 +220,19 @@ def test_train_step_loss_and_gradients_match(model, npz):
     grad_input = grad_input.transpose(0, 3, 1, 2)  # NHWC -> NCHW, summed over T copies
     reference = npz["grad/input"]
     assert np.abs(grad_input - reference).max() <= 1e-4 * np.abs(reference).max() + 1e-7
+
+
+@pytest.mark.large
+def test_convert_checkpoint_writes_a_preset_with_the_reference_logits(npz, tmp_path):
+    """The generic converter recognises the family; `num_timesteps` etc. are given."""
+    from keras_spikformer.convert import convert_checkpoint
+
+    output = tmp_path / "converted"
+    convert_checkpoint(
+        str(CHECKPOINT), output, num_heads=4, num_timesteps=2, image_size=(64, 64),
+        progress=False,
+    )  # fmt: skip
+    model = MetaSpikeFormer.from_preset(str(output))
+    assert model.backbone.num_timesteps == 2 and not model.distillation_head
+    logits = ops.convert_to_numpy(model(images_of(npz), training=False))
+    np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
