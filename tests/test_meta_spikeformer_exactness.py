@@ -185,7 +185,7 @@ def _loss_and_gradients(model, images, labels):
     loss = loss_fn(torch.as_tensor(labels), logits)
     loss.backward()
     return (
-        float(loss),
+        float(loss.detach()),
         logits.detach().numpy(),
         [v.value.grad.numpy() for v in variables],
         x.grad.numpy(),
