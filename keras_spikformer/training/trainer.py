@@ -24,6 +24,10 @@ from keras_spikformer.training.run_setup import (
     fit_schedule,
     write_run_file,
 )
+from keras_spikformer.training.torch_threads import leave_a_core_for_input
+
+SHUFFLE_BUFFER_BYTES = 512 * 2**20  # decoded in-memory examples (digits, events)
+
 
 # Config keys that do not change the weights a run trains.
 _NOT_ARCHITECTURE = ("name", "trainable", "num_classes")
@@ -112,13 +116,14 @@ def preprocessors(recipe, model, seed, augment):
             return frames, tf.one_hot(labels, num_classes)
 
         return train_aug, eval_map
-    size = model.backbone.image_shape[:2]
+    *size, channels = model.backbone.image_shape
     train_aug = (
-        aug.make_train_augment(recipe, size, num_classes, seed=seed)
+        aug.make_train_augment(recipe, size, num_classes, seed=seed, channels=channels)
         if augment
         else None
     )
-    return train_aug, aug.make_eval_preprocess(recipe, size, num_classes)
+    eval_map = aug.make_eval_preprocess(recipe, size, num_classes, channels=channels)
+    return train_aug, eval_map
 
 
 def _train_pipeline(data, batch_size, seed, start_epoch, epochs, preprocess):
@@ -130,10 +135,22 @@ def _train_pipeline(data, batch_size, seed, start_epoch, epochs, preprocess):
     import tensorflow as tf
 
     steps = data.num_train // batch_size
+    if getattr(data, "records", None) is not None:  # streamed TFDS / folder
+        from keras_spikformer.data.image_pipeline import train_batches
+
+        return train_batches(
+            data.records.train, preprocess, batch_size, seed, start_epoch, epochs, steps
+        )
+    # In memory: a shuffle buffer of at most SHUFFLE_BUFFER_BYTES decoded examples.
+    example_bytes = sum(
+        max(1, spec.shape.num_elements() or 1) * spec.dtype.size
+        for spec in tf.nest.flatten(data.train.element_spec)
+    )
+    buffer = max(1, min(data.num_train, SHUFFLE_BUFFER_BYTES // example_bytes))
 
     def epoch(e):
         order = data.train.shuffle(
-            min(data.num_train, 50_000),
+            buffer,
             seed=seed * 10007 + e,
             reshuffle_each_iteration=False,
         )
@@ -141,6 +158,18 @@ def _train_pipeline(data, batch_size, seed, start_epoch, epochs, preprocess):
 
     train = _concatenate([epoch(e) for e in range(start_epoch, epochs)])
     return train.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def _test_pipeline(data, batch_size, eval_map, drop_remainder=False):
+    """Evaluation batches: streamed with timm's eval transform, or in memory."""
+    if getattr(data, "records", None) is not None and hasattr(
+        eval_map, "example_transform"
+    ):
+        from keras_spikformer.data.image_pipeline import eval_batches
+
+        return eval_batches(data.records.test, eval_map, batch_size, drop_remainder)
+    test_ds = data.test.batch(batch_size, drop_remainder=drop_remainder)
+    return test_ds.map(eval_map).prefetch(2)
 
 
 def _concatenate(datasets):
@@ -236,6 +265,7 @@ def train(
             f"{batch_size}; lower --batch-size."
         )
     plan = distribution_for(distribute, global_batch_size=batch_size)
+    leave_a_core_for_input()  # torch on CPU: its workers spin beside tf.data
     total_epochs = recipe.total_epochs()
     with plan.scope():
         model = plan.prepare(build_model(preset, weights, num_classes, dtype))
@@ -245,8 +275,7 @@ def train(
             data, batch_size, seed, start_epoch, total_epochs, train_aug or eval_map
         )
         # Sharded batches must split evenly over the replicas.
-        test_ds = data.test.batch(batch_size, drop_remainder=plan.num_replicas > 1)
-        test_ds = test_ds.map(eval_map).prefetch(2)
+        test_ds = _test_pipeline(data, batch_size, eval_map, plan.num_replicas > 1)
         model.compile(
             optimizer=recipe.make_optimizer(
                 steps_per_epoch=steps, global_batch_size=batch_size, model=model
@@ -299,6 +328,10 @@ def train(
         "distribution": plan.describe(),
         "recipe": recipe.describe(steps_per_epoch=steps, global_batch_size=batch_size),
     }
+    skipped = data.input_report() if hasattr(data, "input_report") else {}
+    if any(skipped.values()):
+        metrics["skipped_inputs"] = skipped
+        warnings.warn(f"Inputs skipped during training: {skipped}", stacklevel=2)
     _save_outputs(model, output, metrics, recipe)
     return metrics
 
@@ -354,7 +387,7 @@ def evaluate(
     model = build_model(preset, weights)
     model.apply_preprocessor = False  # the pipeline below preprocesses
     _, eval_map = preprocessors(recipe, model, 0, augment=False)
-    test_ds = data.test.batch(batch_size).map(eval_map).prefetch(2)
+    test_ds = _test_pipeline(data, batch_size, eval_map)
     model.compile(
         loss=recipe.make_loss(), metrics=["accuracy"], jit_compile=_jit_compile()
     )
