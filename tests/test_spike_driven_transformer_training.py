@@ -60,3 +60,31 @@ def test_train_command_runs_the_tiny_preset(tmp_path):
             epochs=1, batch_size=8, verbose=0,
         )  # fmt: skip
     assert metrics["num_train"] == 16 and np.isfinite(metrics["test_loss"])
+
+
+@pytest.mark.large
+def test_tet_recipe_trains_end_to_end_with_per_step_logits(tmp_path):
+    """A TET recipe builds the classifier with per-step logits and measures the
+    accuracy of their time average."""
+    import json
+    import shutil
+
+    import tensorflow_datasets as tfds
+
+    from keras_spikformer import SpikeDrivenTransformer
+    from keras_spikformer.presets import zoo_dir
+    from keras_spikformer.training import train
+
+    preset = tmp_path / "sdt_tet"
+    shutil.copytree(zoo_dir() / "sdt_tiny_cifar", preset)
+    recipe = json.loads((preset / "recipe.json").read_text())
+    recipe["loss"] = {"name": "tet", "lamb": 0.001, "means": 1.0}
+    (preset / "recipe.json").write_text(json.dumps(recipe))
+    with tfds.testing.mock_data(num_examples=16):
+        metrics = train(
+            str(preset), "cifar10", tmp_path / "run", data_dir=tmp_path,
+            epochs=1, batch_size=8, verbose=0,
+        )  # fmt: skip
+    assert np.isfinite(metrics["test_loss"]) and np.isfinite(metrics["test_accuracy"])
+    trained = SpikeDrivenTransformer.from_preset(str(tmp_path / "run" / "preset"))
+    assert trained.per_step_logits and trained.output.shape[1:] == (2, 10)

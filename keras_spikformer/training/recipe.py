@@ -294,6 +294,22 @@ class Recipe:
             from_logits=True, label_smoothing=float(self.label_smoothing)
         )
 
+    def uses_tet(self):
+        """Whether the loss is TET (it needs per-time-step logits)."""
+        return (self.extras.get("loss") or {}).get("name") == "tet"
+
+    def model_options(self):
+        """Classifier arguments the loss needs: `per_step_logits=True` for TET."""
+        return {"per_step_logits": True} if self.uses_tet() else {}
+
+    def make_metrics(self):
+        """Top-1 accuracy (on the time-averaged logits when the loss is TET)."""
+        if self.uses_tet():
+            from keras_spikformer.training.tet_loss import TimeAveragedAccuracy
+
+            return [TimeAveragedAccuracy()]
+        return ["accuracy"]
+
     # ---------------------------------------------------------------- text
     def describe(self, steps_per_epoch=None, global_batch_size=None):
         """Readable summary, including the effect of the lr scaling rule."""

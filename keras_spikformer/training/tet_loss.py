@@ -75,3 +75,27 @@ class TETLoss(keras.losses.Loss):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class TimeAveragedAccuracy(keras.metrics.MeanMetricWrapper):
+    """Top-1 accuracy of the time-averaged logits (what TET-trained models predict).
+
+    Takes one-hot `y_true` and logits `[batch, time, classes]` (or `[batch,
+    classes]`, used as they are).
+
+    Example:
+    >>> model.compile(loss=TETLoss(), metrics=[TimeAveragedAccuracy()])
+    """
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(fn=_time_averaged_accuracy, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def _time_averaged_accuracy(y_true, y_pred):
+    if len(y_pred.shape) == 3:
+        y_pred = ops.mean(y_pred, axis=1)
+    return keras.metrics.categorical_accuracy(y_true, y_pred)

@@ -37,7 +37,7 @@ def _jit_compile():
     return keras.backend.backend() in ("tensorflow", "jax")
 
 
-def build_model(preset, weights="none", num_classes=None, dtype=None):
+def build_model(preset, weights="none", num_classes=None, dtype=None, **options):
     """The preset's classifier (any family) for training or evaluation.
 
     Args:
@@ -46,11 +46,14 @@ def build_model(preset, weights="none", num_classes=None, dtype=None):
             to a preset directory or a `.keras` file.
         num_classes: new head size, or `None` to keep the preset's.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
+        **options: other classifier arguments the recipe needs (e.g.
+            `per_step_logits=True` for the TET loss).
     """
     from keras_spikformer.weight_transfer import transfer_by_path
 
     task_cls = presets.task_class(preset)
     overrides = {k: v for k, v in (("num_classes", num_classes), ("dtype", dtype)) if v}
+    overrides.update(options)
     if weights in ("none", "preset"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore" if weights == "none" else "default")
@@ -268,7 +271,9 @@ def train(
     leave_a_core_for_input()  # torch on CPU: its workers spin beside tf.data
     total_epochs = recipe.total_epochs()
     with plan.scope():
-        model = plan.prepare(build_model(preset, weights, num_classes, dtype))
+        model = plan.prepare(
+            build_model(preset, weights, num_classes, dtype, **recipe.model_options())
+        )
         model.apply_preprocessor = False  # the pipeline below preprocesses
         train_aug, eval_map = preprocessors(recipe, model, seed, augment)
         train_ds = _train_pipeline(
@@ -281,7 +286,7 @@ def train(
                 steps_per_epoch=steps, global_batch_size=batch_size, model=model
             ),
             loss=recipe.make_loss(),
-            metrics=["accuracy"],
+            metrics=recipe.make_metrics(),
             jit_compile=_jit_compile() and plan.jit_compile,
         )
         output.mkdir(parents=True, exist_ok=True)
@@ -384,12 +389,12 @@ def evaluate(
         dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
     )
     _check_classes(data, config, None, dataset)
-    model = build_model(preset, weights)
+    model = build_model(preset, weights, **recipe.model_options())
     model.apply_preprocessor = False  # the pipeline below preprocesses
     _, eval_map = preprocessors(recipe, model, 0, augment=False)
     test_ds = _test_pipeline(data, batch_size, eval_map)
     model.compile(
-        loss=recipe.make_loss(), metrics=["accuracy"], jit_compile=_jit_compile()
+        loss=recipe.make_loss(), metrics=recipe.make_metrics(), jit_compile=_jit_compile()
     )
     started = time.time()
     loss, accuracy = model.evaluate(test_ds, verbose=verbose)
