@@ -71,8 +71,9 @@ class HardDistillationModel(keras.Model):
 
     `call` returns `[logits | logits_kd | one-hot(argmax teacher(x))]`, which
     `HardDistillationLoss` splits; the teacher runs in inference mode and gets
-    no gradient. After training, use the student itself (its inference output
-    is the mean of both heads).
+    no gradient. Outside training both logit slots hold the student's
+    inference output. After training, use the student itself (its inference
+    output is the mean of both heads).
 
     Args:
         student: a classifier whose `training=True` call returns
@@ -101,9 +102,13 @@ class HardDistillationModel(keras.Model):
         self.teacher.trainable = False
 
     def call(self, inputs, training=None):
-        if not training:
-            return self.student(inputs, training=False)
-        logits, logits_kd = self.student(inputs, training=True)
+        # Always the packed layout (Keras builds losses from a symbolic,
+        # non-training call); outside training both slots hold the student's
+        # inference output, the mean of its heads.
+        if training:
+            logits, logits_kd = self.student(inputs, training=True)
+        else:
+            logits = logits_kd = self.student(inputs, training=False)
         teacher = ops.stop_gradient(self.teacher(inputs, training=False))
         k = logits.shape[-1]
         if teacher.shape[-1] != k:
