@@ -224,9 +224,11 @@ def infer_architecture(state_dict, **given):
     notes["num_classes"] = "shapes"
     # A classifier argument (the preset loader routes it to the task).
     config["distillation_head"] = "head_kd.weight" in state_dict
-    notes["distillation_head"] = "shapes (head_kd present)" if config[
-        "distillation_head"
-    ] else "shapes (no head_kd)"
+    notes["distillation_head"] = (
+        "shapes (head_kd present)"
+        if config["distillation_head"]
+        else "shapes (no head_kd)"
+    )
     return config, num_classes, notes
 
 
