@@ -43,3 +43,17 @@ def test_keras_file_of_another_architecture_keeps_what_fits(tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(head), keras.ops.convert_to_numpy(source.head.kernel)
     )
+
+
+@pytest.mark.backend_independent
+def test_convert_cli_has_the_family_options():
+    from keras_spikformer.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["convert", "ckpt.pth", "-o", "out", "--pooling", "0011", "--erode",
+         "--flavour", "cifar", "--distillation-head"]  # fmt: skip
+    )
+    assert (args.pooling, args.erode, args.flavour, args.distillation_head) == (
+        "0011", True, "cifar", True)  # fmt: skip
+    plain = build_parser().parse_args(["convert", "ckpt.pth", "-o", "out"])
+    assert plain.erode is None and plain.distillation_head is None

@@ -34,6 +34,23 @@ def add_parser(subparsers, name):
     )
     parser.add_argument("--attention-scale", type=positive_float, help="SSA scale")
     parser.add_argument("--encoding", choices=["direct", "frames"])
+    family = parser.add_argument_group(
+        "family options (the checkpoint's family is recognised from its tensor names)"
+    )
+    family.add_argument(
+        "--pooling", help="Spike-driven Transformer: 4 flags of 0/1, e.g. 0011 (CIFAR)"
+    )
+    family.add_argument(
+        "--erode", action="store_true", default=None,
+        help="Spike-driven Transformer: the CIFAR10-DVS Erode pooling",
+    )  # fmt: skip
+    family.add_argument(
+        "--flavour", choices=["imagenet", "cifar", "dvs"], help="QKFormer flavour"
+    )
+    family.add_argument(
+        "--distillation-head", action="store_true", default=None,
+        help="Meta-SpikeFormer: the checkpoint has the distillation head (head_kd)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -54,6 +71,10 @@ def run(args):
         attention_scale=args.attention_scale,
         encoding=args.encoding,
         image_size=args.image_size,
+        pooling=args.pooling,
+        erode=args.erode,
+        flavour=args.flavour,
+        distillation_head=args.distillation_head,
     )
     print(report.describe())
     return 0

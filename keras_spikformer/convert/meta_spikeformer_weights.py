@@ -250,7 +250,10 @@ def check_state_dict(model, state_dict, strict=True):
     if has_kd == task.distillation_head or (not has_kd and not strict):
         return
     if has_kd:
-        fix = "build the model with distillation_head=True (CLI: --distillation-head)"
+        fix = (
+            "build the model with distillation_head=True (CLI: --distillation-head, "
+            "or omit --preset to infer it)"
+        )
     else:
         fix = (
             "build the model with distillation_head=False, or load with strict=False "
