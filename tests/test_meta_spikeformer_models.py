@@ -253,6 +253,7 @@ PAPER_COUNTS = {
 
 
 @pytest.mark.large
+@pytest.mark.backend_independent  # the variables a layer creates do not depend on the backend
 @pytest.mark.parametrize("preset", sorted(PAPER_COUNTS))
 def test_preset_parameter_counts_equal_the_reference(preset):
     with warnings.catch_warnings():

@@ -127,6 +127,7 @@ def test_zoo_lists_every_paper_preset_with_its_parameter_count():
 
 
 @pytest.mark.large
+@pytest.mark.backend_independent  # the variables a layer creates do not depend on the backend
 @pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
 def test_paper_preset_parameter_counts(name):
     model = QKFormer.from_preset(name, load_weights=False)

@@ -96,6 +96,7 @@ def test_erode_is_pytorch_max_pool_with_first_maximum_gradient():
         for n in REFERENCE_PARAMS
     ],
 )
+@pytest.mark.backend_independent  # the variables a layer creates do not depend on the backend
 def test_preset_parameter_counts_equal_the_reference_code(name):
     model = SpikeDrivenTransformer.from_preset(name, load_weights=False)
     trainable = zoo.count_trainable_params(model)
