@@ -27,9 +27,12 @@ NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
         (SpikingConv2D, {"filters": 8}, (2, 2, 8, 8, 3), (2, 2, 8, 8, 8)),
         (
             SpikingSelfAttention,
-            {"hidden_dim": 16, "num_heads": 2, "neuron_config": NEURON},
-            (2, 2, 4, 16),
-            (2, 2, 4, 16),
+            # A low attention threshold so that every path spikes on random input
+            # (at 0.5 the tiny layer's attention neuron stays silent: no gradient).
+            {"hidden_dim": 16, "num_heads": 2, "neuron_config": NEURON,
+             "attention_v_threshold": 0.05},
+            (4, 2, 32, 16),
+            (4, 2, 32, 16),
         ),
         (
             SpikingMLP,
@@ -39,9 +42,10 @@ NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
         ),
         (
             SpikformerBlock,
-            {"hidden_dim": 16, "num_heads": 4, "qkv_bias": True},
-            (2, 2, 4, 16),
-            (2, 2, 4, 16),
+            {"hidden_dim": 16, "num_heads": 4, "qkv_bias": True,
+             "attention_v_threshold": 0.05},
+            (4, 2, 32, 16),
+            (4, 2, 32, 16),
         ),
         (
             SpikingPatchSplitting,

@@ -177,7 +177,7 @@ def test_fit_with_xla_trains_the_tiny_preset():
     model.compile(
         optimizer=keras.optimizers.AdamW(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
+        jit_compile=keras.backend.backend() != "torch",  # torch.compile: minutes
     )
     history = model.fit(x, y, batch_size=4, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]

@@ -151,7 +151,7 @@ def test_fit_with_xla_reduces_the_loss():
     model.compile(
         optimizer=keras.optimizers.AdamW(2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
+        jit_compile=keras.backend.backend() != "torch",  # torch.compile: minutes
     )
     history = model.fit(x.astype("float32"), y, epochs=6, batch_size=32, verbose=0)
     losses = history.history["loss"]
