@@ -42,9 +42,10 @@ from keras_spikformer.data.image_datasets import digits
 
 `digits(16)` gives the 8x8 images upsampled to the preset's 16x16, with grey
 levels 0..255 and the same stratified split the preset was trained on (so
-the test images are unseen by the backbone too). The preset's recipe
-normalises by dividing by 255. The model uses direct encoding: the same image
-is presented at both of its T=2 time steps.
+the test images are unseen by the backbone too). We hand them over as they
+are: the preset's preprocessor (inside `fit`, `evaluate` and `predict`)
+divides by 255. The model uses direct encoding: the same image is presented
+at both of its T=2 time steps.
 """
 
 NUM_CLASSES = 5
@@ -55,7 +56,7 @@ def load_pairs(limit=None):
     arrays = []
     for split, size in ((data.train, data.num_train), (data.test, data.num_test)):
         images, labels = next(iter(split.batch(size)))
-        images, labels = images.numpy() / 255.0, labels.numpy() // 2
+        images, labels = images.numpy(), labels.numpy() // 2
         arrays += [images[:limit], labels[:limit]]
     return arrays
 
