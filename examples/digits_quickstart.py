@@ -111,10 +111,16 @@ def main(argv=None):
     os.makedirs(output, exist_ok=True)
     model.save(path)
     reloaded = keras.saving.load_model(path)
-    same = np.array_equal(
-        model.predict(x_test, verbose=0), reloaded.predict(x_test, verbose=0)
+    # Two separately compiled predict functions may sum in another order: the
+    # logits then agree to float rounding (a flipped spike would show as ~1e-2).
+    difference = np.max(
+        np.abs(model.predict(x_test, verbose=0) - reloaded.predict(x_test, verbose=0))
     )
-    print(f"saved {path}; reloaded model gives identical predictions: {same}")
+    same = bool(difference <= 1e-5)
+    print(
+        f"saved {path}; reloaded model gives identical predictions: {same} "
+        f"(max logit difference {difference:.1e})"
+    )
     if not same:
         raise SystemExit("reloaded model disagrees with the trained one")
     return accuracy
