@@ -159,8 +159,8 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         channels = self.image_shape[-1]
         if type(x).__module__.startswith("tensorflow") and hasattr(x, "map"):
             def fn(*batch):
-                if isinstance(batch[0], dict):
-                    return batch
+                if isinstance(batch[0], dict):  # named inputs: left to the user
+                    return batch if len(batch) > 1 else batch[0]
                 return (pre(batch[0]),) + tuple(batch[1:])
             return x.map(fn)
         if isinstance(x, (list, tuple)):
