@@ -234,3 +234,15 @@ def test_image_shape_override_adapts_the_preprocessor():
     assert model.predict(raw_images(), verbose=0).shape == (3, 10)
     assert keras.ops.convert_to_numpy(model.preprocessor(raw_images()[0][None])).shape == (
         1, 64, 64, 3)  # fmt: skip
+
+
+def test_preprocessor_runs_inside_tf_data_on_every_backend():
+    import tensorflow as tf
+
+    model = tiny_classifier()
+    x = np.random.default_rng(0).integers(0, 256, (4, 40, 50, 3)).astype("uint8")
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 1]))).batch(2)
+    np.testing.assert_array_equal(model.predict(dataset, verbose=0),
+                                  model.predict(x, verbose=0))  # fmt: skip
+    model.compile()
+    assert np.isfinite(model.fit(dataset, epochs=1, verbose=0).history["loss"][0])
