@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from keras_spikformer.data import event_datasets, event_frames, events
-from keras_spikformer.testing import synthetic_events as synth
 from keras_spikformer.data.events import EventFileError, make_events
+from keras_spikformer.testing import synthetic_events as synth
 
 # Event files and frame integration run in numpy and tf.data whatever the
 # Keras backend: once, in the TensorFlow pass.

@@ -1,6 +1,5 @@
 """Firing rates of every successor family equal the reference fixtures' spike means."""
 
-import numpy as np
 import pytest
 from conftest import images_of, load_fixture, state_dict_of
 

@@ -10,7 +10,7 @@ in float32.
 import keras
 import numpy as np
 import pytest
-from conftest import DATA, images_of, load_fixture, state_dict_of
+from conftest import images_of, load_fixture, state_dict_of
 from keras import ops
 
 from keras_spikformer import record_spikes

@@ -9,8 +9,11 @@ from conftest import DATA, images_of, load_fixture, state_dict_of
 from keras import ops
 
 from keras_spikformer import LIFNeuron
-from keras_spikformer.convert import convert_checkpoint, load_reference_weights
-from keras_spikformer.convert import qkformer_weights
+from keras_spikformer.convert import (
+    convert_checkpoint,
+    load_reference_weights,
+    qkformer_weights,
+)
 from keras_spikformer.convert.checkpoint_files import read_state_dict
 from keras_spikformer.models.qkformer import (
     BatchSpanningLIFNeuron,
