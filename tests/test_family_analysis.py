@@ -3,7 +3,7 @@
 import pytest
 from conftest import images_of, load_fixture, state_dict_of
 
-from keras_spikformer import presets
+from keras_spikformer import preset_builder
 from keras_spikformer.analysis import firing_rates
 from keras_spikformer.convert import load_reference_weights
 from keras_spikformer.convert.families import family_of_state_dict
@@ -24,7 +24,7 @@ def test_firing_rates_match_reference_spikes(name):
     backbone_config, num_classes, _ = family.infer_architecture(
         state_dict, num_timesteps=config["T"], **GIVEN[name]
     )
-    model = presets.build_task(task_cls, {**backbone_config, "num_classes": num_classes})
+    model = preset_builder.build_task(task_cls, {**backbone_config, "num_classes": num_classes})
     assert load_reference_weights(model, state_dict).ok
     rates = firing_rates(model, images_of(npz))
     reference = {k[len("lif/") :]: float(npz[k].mean()) for k in npz.files if k.startswith("lif/")}

@@ -25,7 +25,7 @@ from keras_spikformer.models.qkformer import (
     QKFormerPatchEmbedding,
     QKTokenAttention,
 )
-from keras_spikformer.presets import count_trainable_params
+from keras_spikformer.preset_builder import count_trainable_params
 from keras_spikformer.testing import (
     run_layer_test,
     run_model_saving_test,

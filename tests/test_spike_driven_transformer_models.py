@@ -9,7 +9,6 @@ from conftest import DATA, images_of, load_fixture, state_dict_of
 from keras import ops
 
 from keras_spikformer import Spikformer
-from keras_spikformer import presets as zoo
 from keras_spikformer.convert import convert_checkpoint, load_reference_weights
 from keras_spikformer.models.spike_driven_transformer import (
     Erode,
@@ -22,6 +21,7 @@ from keras_spikformer.models.spike_driven_transformer import (
 from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_attention import (
     max_pool_3x3_s1,
 )
+from keras_spikformer.preset_builder import count_trainable_params
 from keras_spikformer.testing import (
     run_layer_test,
     run_model_saving_test,
@@ -99,7 +99,7 @@ def test_erode_is_pytorch_max_pool_with_first_maximum_gradient():
 @pytest.mark.backend_independent  # the variables a layer creates do not depend on the backend
 def test_preset_parameter_counts_equal_the_reference_code(name):
     model = SpikeDrivenTransformer.from_preset(name, load_weights=False)
-    trainable = zoo.count_trainable_params(model)
+    trainable = count_trainable_params(model)
     assert trainable == REFERENCE_PARAMS[name]
     assert model.preset_metadata["trainable_params"] == trainable
 

@@ -12,7 +12,7 @@ from keras import ops
 
 from keras_spikformer import Spikformer, SpikformerBackbone
 from keras_spikformer.convert import load_reference_weights
-from keras_spikformer.presets import count_trainable_params
+from keras_spikformer.preset_builder import count_trainable_params
 from keras_spikformer.testing import run_model_saving_test
 
 # SPEC.md, "Variants": trainable parameters of the reference code.

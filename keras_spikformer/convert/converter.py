@@ -5,7 +5,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
-from keras_spikformer import presets
+from keras_spikformer import preset_builder, presets
 from keras_spikformer.convert.checkpoint_files import read_checkpoint
 from keras_spikformer.convert.families import family_of_state_dict
 from keras_spikformer.convert.reference_weights import load_reference_weights
@@ -169,7 +169,7 @@ def convert_checkpoint(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = presets.build_task(task_cls, config, recipe)
+            model = preset_builder.build_task(task_cls, config, recipe)
     except (TypeError, ValueError) as error:
         raise ArchitectureError(
             f"The architecture for {checkpoint} is invalid: {error}"

@@ -5,7 +5,7 @@ import re
 
 import keras
 
-from keras_spikformer import presets
+from keras_spikformer import preset_builder, presets
 
 
 def check_int(name, value, minimum=1):
@@ -38,6 +38,30 @@ def check_image_shape(image_shape, channels=None):
             f"`image_shape` must be (height, width, channels); got {image_shape!r}."
         )
     return tuple(check_int(f"image_shape[{i}]", d) for i, d in enumerate(shape))
+
+
+def neuron_config(tau, v_threshold, v_reset, decay_input, detach_reset, surrogate):
+    """The LIF options every neuron of a backbone shares, as plain config values.
+
+    Example:
+    >>> config = neuron_config(2.0, 1.0, 0.0, True, True, "sigmoid")
+    """
+    from keras_spikformer.neurons import get_surrogate
+    from keras_spikformer.neurons.surrogates import serialize
+
+    return {
+        "tau": float(tau),
+        "v_threshold": float(v_threshold),
+        "v_reset": None if v_reset is None else float(v_reset),
+        "decay_input": bool(decay_input),
+        "detach_reset": bool(detach_reset),
+        "surrogate": serialize(get_surrogate(surrogate)),
+    }
+
+
+def dtype_policy(dtype):
+    """`dtype` as a `keras.DTypePolicy`; `None` is the global policy."""
+    return keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
 
 
 def check_input_shape(model, inputs):
@@ -104,10 +128,7 @@ class Backbone(InputCheckMixin, keras.Model):
 
     def __init__(self, *args, dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
-        policy = (
-            keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
-        )
-        self.dtype_policy = policy  # Functional models ignore `dtype`
+        self.dtype_policy = dtype_policy(dtype)  # Functional models ignore `dtype`
 
     @property
     def dtype_policy_config(self):
@@ -144,7 +165,7 @@ class Backbone(InputCheckMixin, keras.Model):
         Example:
         >>> SpikformerBackbone.from_preset("spikformer_tiny_cifar", num_timesteps=2)
         """
-        return presets.load_backbone(cls, preset, load_weights, overrides)
+        return preset_builder.load_backbone(cls, preset, load_weights, overrides)
 
     def save_to_preset(self, directory, overwrite=False):
         """Writes `config.json`, `model.weights.h5` and `metadata.json` atomically.
@@ -152,7 +173,7 @@ class Backbone(InputCheckMixin, keras.Model):
         Example:
         >>> backbone.save_to_preset("./my_backbone")
         """
-        presets.save_preset(self, directory, overwrite=overwrite)
+        preset_builder.save_preset(self, directory, overwrite=overwrite)
 
     def get_layout_map(self, device_mesh, model_axis="model"):
         """A `keras.distribution.LayoutMap` for model parallelism on JAX.

@@ -5,7 +5,7 @@ import contextlib
 import keras
 import numpy as np
 
-from keras_spikformer import presets
+from keras_spikformer import preset_builder
 from keras_spikformer.models.backbone import InputCheckMixin, PresetCatalogue
 
 
@@ -96,7 +96,7 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         Example:
         >>> model = Spikformer.from_preset("spikformer_4_384_cifar10", num_classes=100)
         """
-        return presets.load_task(cls, preset, load_weights, overrides)
+        return preset_builder.load_task(cls, preset, load_weights, overrides)
 
     def save_to_preset(self, directory, overwrite=False):
         """Writes the preset files (config, task, preprocessor, weights, metadata, recipe).
@@ -106,7 +106,7 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         Example:
         >>> model.save_to_preset("./my_model")
         """
-        presets.save_preset(self, directory, overwrite=overwrite)
+        preset_builder.save_preset(self, directory, overwrite=overwrite)
 
     # === Training defaults and preprocessing ===
 

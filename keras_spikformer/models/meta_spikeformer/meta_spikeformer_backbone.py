@@ -2,7 +2,13 @@
 
 import keras
 
-from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
+from keras_spikformer.models.backbone import (
+    Backbone,
+    check_image_shape,
+    check_int,
+    dtype_policy,
+    neuron_config,
+)
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_attention import (
     MetaSpikeFormerBlock,
 )
@@ -10,8 +16,6 @@ from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
     MetaSpikeFormerConvBlock,
     MetaSpikeFormerDownsampling,
 )
-from keras_spikformer.neurons import get_surrogate
-from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
 # The reference's fixed layout: conv blocks per conv stage (1_1, 1_2, 2).
 CONV_BLOCKS = (
@@ -126,22 +130,15 @@ class MetaSpikeFormerBackbone(Backbone):
         validate_architecture(
             image_shape, widths, num_heads, mlp_ratio, num_layers, num_timesteps
         )
-        policy = (
-            keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        policy = dtype_policy(dtype)
+        neurons = neuron_config(
+            tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
         )
-        neuron_config = {
-            "tau": float(tau),
-            "v_threshold": float(v_threshold),
-            "v_reset": None if v_reset is None else float(v_reset),
-            "decay_input": bool(decay_input),
-            "detach_reset": bool(detach_reset),
-            "surrogate": serialize_surrogate(get_surrogate(surrogate)),
-        }
         image_shape = tuple(int(d) for d in image_shape)
         widths = tuple(int(w) for w in widths)
         num_layers = tuple(int(n) for n in num_layers)
         num_timesteps = int(num_timesteps)
-        common = {"neuron_config": neuron_config, "dtype": policy}
+        common = {"neuron_config": neurons, "dtype": policy}
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
@@ -189,12 +186,12 @@ class MetaSpikeFormerBackbone(Backbone):
         self.num_timesteps = num_timesteps
         self.attention_scale = float(attention_scale)
         self.attention_v_threshold = float(attention_v_threshold)
-        self.tau = neuron_config["tau"]
-        self.v_threshold = neuron_config["v_threshold"]
-        self.v_reset = neuron_config["v_reset"]
-        self.decay_input = neuron_config["decay_input"]
-        self.detach_reset = neuron_config["detach_reset"]
-        self.surrogate = neuron_config["surrogate"]
+        self.tau = neurons["tau"]
+        self.v_threshold = neurons["v_threshold"]
+        self.v_reset = neurons["v_reset"]
+        self.decay_input = neurons["decay_input"]
+        self.detach_reset = neurons["detach_reset"]
+        self.surrogate = neurons["surrogate"]
 
     @property
     def hidden_dim(self):

@@ -2,15 +2,19 @@
 
 import keras
 
-from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
+from keras_spikformer.models.backbone import (
+    Backbone,
+    check_image_shape,
+    check_int,
+    dtype_policy,
+    neuron_config,
+)
 from keras_spikformer.models.qkformer.qkformer_layers import (
     FLAVOURS,
     QKFormerBlock,
     QKFormerDownsampling,
     QKFormerPatchEmbedding,
 )
-from keras_spikformer.neurons import get_surrogate
-from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
 ENCODINGS = ("direct", "frames")
 # Per flavour: number of stages, stem down-sampling, total down-sampling.
@@ -153,17 +157,10 @@ class QKFormerBackbone(Backbone):
             image_shape, hidden_dim, stage_depths, num_heads, mlp_ratio,
             num_timesteps, flavour, encoding,
         )  # fmt: skip
-        policy = (
-            keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        policy = dtype_policy(dtype)
+        neurons = neuron_config(
+            tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
         )
-        neuron_config = {
-            "tau": float(tau),
-            "v_threshold": float(v_threshold),
-            "v_reset": None if v_reset is None else float(v_reset),
-            "decay_input": bool(decay_input),
-            "detach_reset": bool(detach_reset),
-            "surrogate": serialize_surrogate(get_surrogate(surrogate)),
-        }
         image_shape = tuple(int(d) for d in image_shape)
         stage_depths = tuple(int(d) for d in stage_depths)
         num_timesteps = int(num_timesteps)
@@ -175,14 +172,14 @@ class QKFormerBackbone(Backbone):
         else:
             inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
         x = QKFormerPatchEmbedding(
-            widths[0], flavour=flavour, neuron_config=neuron_config,
+            widths[0], flavour=flavour, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
             name="patch_embed1", dtype=policy,
         )(inputs)  # fmt: skip
         for s, (width, depth) in enumerate(zip(widths, stage_depths, strict=True)):
             if s > 0:
                 x = QKFormerDownsampling(
-                    width, flavour=flavour, neuron_config=neuron_config,
+                    width, flavour=flavour, neuron_config=neurons,
                     name=f"patch_embed{s + 1}", dtype=policy,
                 )(x)  # fmt: skip
             attention = "self" if s == len(widths) - 1 else "token"
@@ -191,7 +188,7 @@ class QKFormerBackbone(Backbone):
                     width, num_heads, mlp_ratio=mlp_ratio, attention=attention,
                     batch_spanning_projection=batch_spanning_projection,
                     attention_v_threshold=attention_v_threshold,
-                    neuron_config=neuron_config, name=f"stage{s + 1}_block{j}",
+                    neuron_config=neurons, name=f"stage{s + 1}_block{j}",
                     dtype=policy,
                 )(x)  # fmt: skip
         super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
@@ -206,13 +203,13 @@ class QKFormerBackbone(Backbone):
         self.flavour = flavour
         self.encoding = encoding
         self.batch_spanning_projection = bool(batch_spanning_projection)
-        self.tau = neuron_config["tau"]
-        self.v_threshold = neuron_config["v_threshold"]
+        self.tau = neurons["tau"]
+        self.v_threshold = neurons["v_threshold"]
         self.attention_v_threshold = float(attention_v_threshold)
-        self.v_reset = neuron_config["v_reset"]
-        self.decay_input = neuron_config["decay_input"]
-        self.detach_reset = neuron_config["detach_reset"]
-        self.surrogate = neuron_config["surrogate"]
+        self.v_reset = neurons["v_reset"]
+        self.decay_input = neurons["decay_input"]
+        self.detach_reset = neurons["detach_reset"]
+        self.surrogate = neurons["surrogate"]
 
     @property
     def stage_widths(self):

@@ -2,7 +2,13 @@
 
 import keras
 
-from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
+from keras_spikformer.models.backbone import (
+    Backbone,
+    check_image_shape,
+    check_int,
+    dtype_policy,
+    neuron_config,
+)
 from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_layers import (
     SpikeDrivenBlock,
 )
@@ -10,8 +16,6 @@ from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_s
     SpikeDrivenPatchSplitting,
     check_pooling,
 )
-from keras_spikformer.neurons import get_surrogate
-from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
 ENCODINGS = ("direct", "frames")
 
@@ -120,17 +124,10 @@ class SpikeDrivenTransformerBackbone(Backbone):
             image_shape, hidden_dim, num_layers, num_heads, mlp_ratio,
             num_timesteps, pooling, encoding,
         )  # fmt: skip
-        policy = (
-            keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        policy = dtype_policy(dtype)
+        neurons = neuron_config(
+            tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
         )
-        neuron_config = {
-            "tau": float(tau),
-            "v_threshold": float(v_threshold),
-            "v_reset": None if v_reset is None else float(v_reset),
-            "decay_input": bool(decay_input),
-            "detach_reset": bool(detach_reset),
-            "surrogate": serialize_surrogate(get_surrogate(surrogate)),
-        }
         image_shape = tuple(int(d) for d in image_shape)
         num_timesteps = int(num_timesteps)
 
@@ -140,7 +137,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
         else:
             inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
         x = SpikeDrivenPatchSplitting(
-            hidden_dim, pooling, neuron_config=neuron_config,
+            hidden_dim, pooling, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
             name="patch_embed", dtype=policy,
         )(inputs)  # fmt: skip
@@ -151,7 +148,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
                 mlp_ratio=mlp_ratio,
                 erode=erode,
                 attention_v_threshold=attention_v_threshold,
-                neuron_config=neuron_config,
+                neuron_config=neurons,
                 name=f"block_{i}",
                 dtype=policy,
             )(x)
@@ -167,13 +164,13 @@ class SpikeDrivenTransformerBackbone(Backbone):
         self.pooling = pooling
         self.erode = bool(erode)
         self.encoding = encoding
-        self.tau = neuron_config["tau"]
-        self.v_threshold = neuron_config["v_threshold"]
+        self.tau = neurons["tau"]
+        self.v_threshold = neurons["v_threshold"]
         self.attention_v_threshold = float(attention_v_threshold)
-        self.v_reset = neuron_config["v_reset"]
-        self.decay_input = neuron_config["decay_input"]
-        self.detach_reset = neuron_config["detach_reset"]
-        self.surrogate = neuron_config["surrogate"]
+        self.v_reset = neurons["v_reset"]
+        self.decay_input = neurons["decay_input"]
+        self.detach_reset = neurons["detach_reset"]
+        self.surrogate = neurons["surrogate"]
 
     @property
     def neuron_config(self):

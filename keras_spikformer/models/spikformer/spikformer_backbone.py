@@ -5,13 +5,17 @@ import contextlib
 import keras
 
 from keras_spikformer.layers import SpikformerBlock
-from keras_spikformer.models.backbone import Backbone, check_image_shape, check_int
+from keras_spikformer.models.backbone import (
+    Backbone,
+    check_image_shape,
+    check_int,
+    dtype_policy,
+    neuron_config,
+)
 from keras_spikformer.models.spikformer.spikformer_layers import (
     SpikingPatchSplitting,
     check_patch_size,
 )
-from keras_spikformer.neurons import get_surrogate
-from keras_spikformer.neurons.surrogates import serialize as serialize_surrogate
 
 ENCODINGS = ("direct", "frames")
 # Names of the neuron layers inside the spiking units, the attention and the stem.
@@ -123,17 +127,10 @@ class SpikformerBackbone(Backbone):
             image_shape, patch_size, hidden_dim, num_layers, num_heads, mlp_ratio,
             num_timesteps, encoding,
         )  # fmt: skip
-        policy = (
-            keras.dtype_policies.get(dtype) if dtype else keras.config.dtype_policy()
+        policy = dtype_policy(dtype)
+        neurons = neuron_config(
+            tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
         )
-        neuron_config = {
-            "tau": float(tau),
-            "v_threshold": float(v_threshold),
-            "v_reset": None if v_reset is None else float(v_reset),
-            "decay_input": bool(decay_input),
-            "detach_reset": bool(detach_reset),
-            "surrogate": serialize_surrogate(get_surrogate(surrogate)),
-        }
         image_shape = tuple(int(d) for d in image_shape)
         num_timesteps = int(num_timesteps)
 
@@ -155,7 +152,7 @@ class SpikformerBackbone(Backbone):
                     shape=(num_timesteps,) + image_shape, name="frames"
                 )
             x = SpikingPatchSplitting(
-                hidden_dim, patch_size, neuron_config=neuron_config,
+                hidden_dim, patch_size, neuron_config=neurons,
                 num_timesteps=num_timesteps if encoding == "direct" else None,
                 name="patch_embed", dtype=policy,
             )(inputs)  # fmt: skip
@@ -167,7 +164,7 @@ class SpikformerBackbone(Backbone):
                     qkv_bias=qkv_bias,
                     attention_scale=attention_scale,
                     attention_v_threshold=attention_v_threshold,
-                    neuron_config=neuron_config,
+                    neuron_config=neurons,
                     name=f"block_{i}",
                     dtype=policy,
                 )(x)
@@ -184,13 +181,13 @@ class SpikformerBackbone(Backbone):
         self.qkv_bias = bool(qkv_bias)
         self.attention_scale = float(attention_scale)
         self.encoding = encoding
-        self.tau = neuron_config["tau"]
-        self.v_threshold = neuron_config["v_threshold"]
+        self.tau = neurons["tau"]
+        self.v_threshold = neurons["v_threshold"]
         self.attention_v_threshold = float(attention_v_threshold)
-        self.v_reset = neuron_config["v_reset"]
-        self.decay_input = neuron_config["decay_input"]
-        self.detach_reset = neuron_config["detach_reset"]
-        self.surrogate = neuron_config["surrogate"]
+        self.v_reset = neurons["v_reset"]
+        self.decay_input = neurons["decay_input"]
+        self.detach_reset = neurons["detach_reset"]
+        self.surrogate = neurons["surrogate"]
         self.remat = bool(remat)
 
     @property
