@@ -9,17 +9,12 @@ CIFAR `cifar10/model.py`, DVS `cifar10-dvs/model.py`).
 
 import re
 
-import keras
 import numpy as np
+
+from keras_spikformer.convert.reference_weights import module_variables
 
 FAMILY = "qkformer"
 
-_BN_KEYS = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
-}
 _IGNORED = re.compile(r"\.num_batches_tracked$")
 # Reference unit names of each patch embedding's conv units, then the shortcut.
 _STEM_UNITS = {
@@ -108,15 +103,7 @@ def reference_variable_map(model):
     Example:
     >>> reference_variable_map(model)["stage1.0.tssa.q_conv.weight"]
     """
-    out = {}
-    for module, layer in reference_module_map(model).items():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            for ref, attr in _BN_KEYS.items():
-                out[f"{module}.{ref}"] = getattr(layer, attr)
-        elif hasattr(layer, "kernel"):
-            out[f"{module}.weight"] = layer.kernel
-            if getattr(layer, "use_bias", False):
-                out[f"{module}.bias"] = layer.bias
+    out = module_variables(reference_module_map(model))
     return out
 
 

@@ -11,6 +11,36 @@ from keras_spikformer.convert.families import family_of_model, family_of_state_d
 _SHOWN = 5
 
 
+# PyTorch batch-norm tensor names -> Keras BatchNormalization attributes.
+BN_KEYS = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+}
+
+
+def module_variables(modules):
+    """`{reference parameter name: Keras variable}` of a reference module map.
+
+    Batch norms give `weight/bias/running_mean/running_var`; layers with a
+    kernel give `weight` (and `bias` when they use one).
+
+    Example:
+    >>> module_variables({"head": model.head})  # {"head.weight": ..., "head.bias": ...}
+    """
+    out = {}
+    for module, layer in modules.items():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for ref, attr in BN_KEYS.items():
+                out[f"{module}.{ref}"] = getattr(layer, attr)
+        elif hasattr(layer, "kernel"):
+            out[f"{module}.weight"] = layer.kernel
+            if getattr(layer, "use_bias", False):
+                out[f"{module}.bias"] = layer.bias
+    return out
+
+
 def to_keras_layout(name, array, target_shape):
     """Transposes a reference tensor into the Keras layout of `target_shape`.
 

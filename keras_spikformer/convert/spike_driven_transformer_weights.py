@@ -8,18 +8,13 @@ names its tensors `patch_embed.proj_conv{,1,2,3}`, `patch_embed.rpe_conv`,
 
 import re
 
-import keras
 import numpy as np
+
+from keras_spikformer.convert.reference_weights import module_variables
 
 FAMILY = "spike_driven_transformer"
 
 _STAGE_SUFFIX = ("", "1", "2", "3")
-_BN_KEYS = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
-}
 _IGNORED = re.compile(r"\.num_batches_tracked$")
 _TALKING_HEADS = re.compile(r"^block\.\d+\.attn\.talking_heads\.weight$")
 # Spikformer's unused LayerNorms: present in its checkpoints, absent from SDT's.
@@ -153,15 +148,7 @@ def reference_variable_map(model):
     Example:
     >>> reference_variable_map(model)["block.0.attn.talking_heads.weight"]
     """
-    out = {}
-    for module, layer in reference_module_map(model).items():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            for ref, attr in _BN_KEYS.items():
-                out[f"{module}.{ref}"] = getattr(layer, attr)
-        elif hasattr(layer, "kernel"):
-            out[f"{module}.weight"] = layer.kernel
-            if getattr(layer, "use_bias", False):
-                out[f"{module}.bias"] = layer.bias
+    out = module_variables(reference_module_map(model))
     backbone = _backbone(model)
     for i in range(backbone.num_layers):
         attn = backbone.get_layer(f"block_{i}").attn

@@ -2,7 +2,7 @@
 
 import re
 
-import keras
+from keras_spikformer.convert.reference_weights import module_variables
 
 FAMILY = "spikformer"
 
@@ -15,12 +15,6 @@ _IGNORED = re.compile(r"\.num_batches_tracked$")
 # ImageNet/DVS references name their 1x1 convolutions `*_conv`, CIFAR `*_linear`.
 _CONV_SPELLING = re.compile(r"\.(attn\.(?:q|k|v|proj)|mlp\.(?:fc1|fc2))_conv\.")
 _STAGE_SUFFIX = ("", "1", "2", "3")
-_BN_KEYS = {
-    "weight": "gamma",
-    "bias": "beta",
-    "running_mean": "moving_mean",
-    "running_var": "moving_variance",
-}
 
 
 def _backbone(model):
@@ -81,15 +75,7 @@ def reference_variable_map(model):
     Example:
     >>> reference_variable_map(model)["head.weight"]  # the head's kernel
     """
-    out = {}
-    for module, layer in reference_module_map(model).items():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            for ref, attr in _BN_KEYS.items():
-                out[f"{module}.{ref}"] = getattr(layer, attr)
-        elif hasattr(layer, "kernel"):
-            out[f"{module}.weight"] = layer.kernel
-            if getattr(layer, "use_bias", False):
-                out[f"{module}.bias"] = layer.bias
+    out = module_variables(reference_module_map(model))
     return out
 
 
