@@ -1,0 +1,188 @@
+"""The benchmark tooling: CPU description, ratio table, reference model mapping.
+
+No benchmark runs here and no reference checkout is needed: the records are
+made up, the presets are the zoo's.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+pytestmark = pytest.mark.backend_independent
+
+
+def _load(name):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"bench_{name}", BENCHMARKS / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+collect = _load("collect")
+machine_info = _load("machine_info")
+reference = _load("reference_throughput")
+
+AVX2_CPU = {
+    "cpu_model": "AMD EPYC",
+    "cpu_family": "AuthenticAMD family 25 model 1",
+    "cpu_flags": ["avx2", "fma"],
+    "cpu_count": 2,
+}
+AVX512_CPU = {**AVX2_CPU, "cpu_flags": ["avx2", "fma", "avx512f"]}
+
+
+def _run(implementation, backend, mode, ips, rss, **extra):
+    record = {
+        "preset": "spikformer_4_384_cifar10",
+        "backend": backend,
+        "mode": mode,
+        "batch_size": 32,
+        "dtype": "float32",
+        "remat": False,
+        "images_per_second": ips,
+        "peak_rss_mb": rss,
+        "xla_flags": "",
+        **extra,
+    }
+    if implementation == "reference":
+        record.update(implementation="reference", **AVX2_CPU)
+    return record
+
+
+def test_parse_cpuinfo_first_processor_and_vector_summary():
+    text = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+        "model name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx avx2 fma avx512f "
+        "avx512_bf16\n\nprocessor\t: 1\nmodel name\t: other\nflags\t: fpu\n"
+    )
+    info = machine_info.parse_cpuinfo(text)
+    assert info["cpu_model"] == "AMD EPYC 9B14"
+    assert info["cpu_family"] == "AuthenticAMD family 25 model 1"
+    assert info["cpu_flags"] == ["avx2", "fma", "avx512f", "avx512_bf16"]
+    assert machine_info.vector_summary(info["cpu_flags"]) == "AVX-512"
+    assert machine_info.vector_summary(["avx2", "fma"]) == "AVX2, no AVX-512"
+    assert machine_info.vector_summary([]) == "no AVX2"
+
+
+def test_ratios_against_the_reference_of_the_same_mode():
+    records = [
+        _run("reference", "torch", "train", 2.0, 6000.0),
+        _run("reference", "torch", "infer", 6.4, 1000.0),
+        _run("ours", "tensorflow", "train", 3.0, 3000.0),
+        _run("ours", "jax", "infer", 16.0, 1500.0),
+        {**_run("ours", "jax", "infer", 9.0, 900.0), "batch_size": 16},
+    ]
+    rows = {
+        (r["implementation"], r["backend"], r["mode"], r["batch_size"]): r
+        for r in collect.with_ratios(records)
+    }
+    assert rows["ours", "tensorflow", "train", 32]["speed_ratio"] == 1.5
+    assert rows["ours", "tensorflow", "train", 32]["rss_ratio"] == 0.5
+    assert rows["ours", "jax", "infer", 32]["speed_ratio"] == 2.5
+    assert rows["ours", "jax", "infer", 16]["speed_ratio"] == ""  # no batch-16 ref
+    assert rows["reference", "torch", "train", 32]["speed_ratio"] == ""
+
+
+def test_no_ratio_across_different_cpus():
+    ref = _run("reference", "torch", "train", 2.0, 6000.0)
+    ours = {**_run("ours", "jax", "train", 4.0, 3000.0), **AVX512_CPU}
+    rows = collect.with_ratios([ref, ours])
+    assert [r["speed_ratio"] for r in rows] == ["", ""]
+    line = collect.machine_line([ref, ours])
+    assert line.startswith("Machines differ") and "AVX-512" in line
+    assert "AVX2, no AVX-512" in line
+
+
+def test_machine_line_from_a_machine_record_or_none():
+    machine = {"record": "machine", **AVX2_CPU}
+    assert collect.machine_line([machine]) == (
+        "Machine: AMD EPYC (AuthenticAMD family 25 model 1), AVX2, no AVX-512, 2 cores"
+    )
+    assert "not recorded" in collect.machine_line([_run("ours", "jax", "infer", 1, 1)])
+
+
+def test_summary_names_the_fastest_and_the_lightest_run():
+    records = [
+        _run("reference", "torch", "train", 2.0, 6000.0),
+        _run("ours", "tensorflow", "train", 3.0, 4000.0),
+        _run("ours", "jax", "train", 2.5, 2000.0, remat=True),
+        _run("ours", "jax", "infer", 10.0, 1000.0),  # no infer reference
+    ]
+    lines = collect.summary(records).splitlines()
+    assert len(lines) == 3
+    assert "| 3.0 (tensorflow) | 1.5x |" in lines[2]
+    assert "| 2000.0 (jax, remat) | 0.33x |" in lines[2]
+    assert collect.summary(records[1:]) == ""
+
+
+def test_collect_cli_writes_the_report(tmp_path, capsys):
+    paths = []
+    records = [
+        {"record": "machine", **AVX2_CPU},
+        _run("reference", "torch", "infer", 5.0, 800.0),
+        _run("ours", "tensorflow", "infer", 20.0, 1600.0),
+    ]
+    for i, record in enumerate(records):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(record))
+    out = tmp_path / "table.md"
+    collect.main([str(p) for p in paths] + ["--markdown", str(out)])
+    text = out.read_text()
+    assert text.strip() == capsys.readouterr().out.strip()
+    table = [line for line in text.splitlines() if "| ours |" in line]
+    assert len(table) == 1 and "| 20.0 | 4.0 | 1600.0 | 2.0 |" in table[0]
+    assert text.index("| reference |") < text.index("| ours |")
+
+
+@pytest.mark.parametrize(
+    "preset, folder, extra",
+    [
+        ("spikformer_4_384_cifar10", "cifar10", {"T": 4}),
+        ("spikformer_8_384_imagenet", "imagenet", {}),
+        ("spikformer_2_256_cifar10dvs", "cifar10dvs", {}),
+    ],
+)
+def test_presets_map_to_the_matching_reference_model(preset, folder, extra):
+    config, classes = reference.read_preset(preset)
+    got_folder, kwargs = reference.reference_variant(config, classes)
+    assert got_folder == folder
+    height, width, channels = config["image_shape"]
+    assert kwargs == {
+        "img_size_h": height,
+        "img_size_w": width,
+        "patch_size": config["patch_size"],
+        "in_channels": channels,
+        "num_classes": classes,
+        "embed_dims": config["hidden_dim"],
+        "num_heads": config["num_heads"],
+        "mlp_ratios": config["mlp_ratio"],
+        "depths": config["num_layers"],
+        "sr_ratios": 1,
+        **extra,
+    }
+
+
+def test_presets_without_a_reference_counterpart_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="QKFormerBackbone"):
+        reference.read_preset("qkformer_4_384_cifar10")
+    with pytest.raises(SystemExit, match="No preset"):
+        reference.read_preset("spikformer_4_384_cifar1")
+    config, classes = reference.read_preset("spikformer_8_384_imagenet")
+    with pytest.raises(SystemExit, match="fixes T=4"):
+        reference.reference_variant({**config, "num_timesteps": 2}, classes)
+    with pytest.raises(SystemExit, match="attention_scale=0.25"):
+        reference.reference_variant({**config, "attention_scale": 0.25}, classes)
+    with pytest.raises(SystemExit, match="surrogate='atan'"):
+        reference.reference_variant({**config, "surrogate": "atan"}, classes)
+    with pytest.raises(SystemExit, match="not a checkout of ZK-Zhou/spikformer"):
+        reference.check_checkout(tmp_path, "cifar10")
