@@ -23,4 +23,17 @@ if [ $# -ge 1 ]; then
     PYTHONPATH="$before" $PY $B --backend jax --mode train --json $R/jax_train_before.json
     git worktree remove --force "$before"
 fi
+# The reference (ZK-Zhou/spikformer, SpikingJelly neurons on the torch backend) in the same
+# run, and the machine it all ran on: REFERENCE_DIR=<checkout> REFERENCE_PYTHON=<python of
+# its venv> (benchmarks/README.md, "The reference beside every figure").
+$PY benchmarks/machine_info.py --json $R/machine.json
+if [ -n "${REFERENCE_DIR:-}" ]; then
+    ref() { "${REFERENCE_PYTHON:-python}" benchmarks/reference_throughput.py \
+        --reference-dir "$REFERENCE_DIR" --preset spikformer_4_384_cifar10 --batch-size 32 "$@"; }
+    ref --mode train --json $R/reference_train.json
+    ref --mode infer --json $R/reference_infer.json
+else
+    echo "REFERENCE_DIR not set: no reference rows (old reference_*.json files are left out)" >&2
+    rm -f $R/reference_train.json $R/reference_infer.json
+fi
 $PY benchmarks/collect.py $R/*.json
