@@ -90,8 +90,10 @@ class BatchNorm(keras.layers.BatchNormalization):
         )
         epsilon = self.epsilon
 
+        # The statistics are arguments, not closed over: a JAX custom gradient
+        # may not close over tracers of an enclosing `jax.checkpoint` (remat).
         @ops.custom_gradient
-        def normalize(x, gamma, beta):
+        def normalize(x, gamma, beta, mean, variance):
             outputs = ops.batch_normalization(
                 x, mean, variance, axis=-1, offset=beta, scale=gamma, epsilon=epsilon
             )
@@ -109,11 +111,12 @@ class BatchNorm(keras.layers.BatchNormalization):
                 centred = upstream - d_beta / count
                 centred = centred - column_sums(centred) / count
                 d_x = (gamma * inv_std) * (centred - x_hat * (d_gamma / count))
-                return d_x, d_gamma, d_beta
+                zero = ops.zeros_like(mean)
+                return d_x, d_gamma, d_beta, zero, zero
 
             return outputs, grad
 
         gamma = ops.cast(self.gamma, "float32")
         beta = ops.cast(self.beta, "float32")
-        outputs = ops.reshape(normalize(x, gamma, beta), shape)
+        outputs = ops.reshape(normalize(x, gamma, beta, mean, variance), shape)
         return ops.cast(outputs, self.compute_dtype)
