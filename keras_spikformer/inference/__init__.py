@@ -1,0 +1,6 @@
+"""Inference forms of trained models: batch-norm folding and export."""
+
+from keras_spikformer.inference.fusion import fold_into, folded_weights, fuse, refresh
+from keras_spikformer.inference.fusion_rules import folding_pairs
+
+__all__ = ["fold_into", "folded_weights", "folding_pairs", "fuse", "refresh"]
