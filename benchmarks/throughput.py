@@ -8,7 +8,10 @@ Usage:
     python benchmarks/throughput.py --preset spikformer_4_384_cifar10 \\
         --backend jax --mode train --batch-size 32 [--dtype mixed_bfloat16] \\
         [--remat] [--steps 5] [--warmup 2] [--input arrays|pipeline] \\
-        --json results/jax_train.json
+        [--fused] --json results/jax_train.json
+
+`--fused` (inference only) times the batch-norm-folded copy of the model
+(`keras_spikformer.inference.fuse`).
 
 `--input pipeline` trains through `fit` (or predicts) on the streaming input
 pipeline (the preset recipe's augmentation) over the synthetic JPEG dataset
@@ -43,6 +46,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--remat", action="store_true", help="recompute activations in backward"
     )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="--mode infer: time the batch-norm-folded model (inference.fuse)",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument(
         "--warmup", type=int, default=2, help="untimed steps after the first"
@@ -69,7 +77,12 @@ def parse_args(argv=None):
         ),
         help="where --input pipeline's synthetic dataset is generated (once)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.fused and args.mode != "infer":
+        parser.error(
+            "--fused folds batch norms for inference; use it with --mode infer"
+        )
+    return args
 
 
 def peak_rss_mb():
@@ -118,6 +131,10 @@ def run(args):
     if args.dtype != "float32":
         options["dtype"] = args.dtype
     model = Spikformer.from_preset(args.preset, load_weights=False, **options)
+    if args.fused:
+        from keras_spikformer.inference import fuse
+
+        model = fuse(model)
     if args.input == "pipeline":
         return _pipeline_record(args, model, _run_pipeline(args, model))
     rng = np.random.default_rng(0)
@@ -158,6 +175,7 @@ def run(args):
         "batch_size": args.batch_size,
         "dtype": args.dtype,
         "remat": args.remat,
+        "fused": args.fused,
         "num_timesteps": model.backbone.num_timesteps,
         "images_per_second": round(args.batch_size / median, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -241,6 +259,7 @@ def _pipeline_record(args, model, timing):
         "batch_size": args.batch_size,
         "dtype": args.dtype,
         "remat": args.remat,
+        "fused": args.fused,
         "num_timesteps": model.backbone.num_timesteps,
         "images_per_second": round(args.batch_size / median, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -264,6 +283,7 @@ def main(argv=None):
         "batch_size",
         "dtype",
         "remat",
+        "fused",
         "images_per_second",
         "peak_rss_mb",
         "compile_seconds",
