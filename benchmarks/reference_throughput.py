@@ -213,6 +213,8 @@ def import_timm():
     """
     import torch
 
+    if "timm" in sys.modules:
+        return bool(_torchvision_library)
     try:
         import timm  # noqa: F401
 
@@ -258,6 +260,7 @@ def build_reference(model_py, folder, kwargs):
     """The reference model with every neuron on SpikingJelly's torch backend."""
     from spikingjelly.clock_driven.neuron import MultiStepLIFNode
 
+    import_timm()
     name = f"reference_{folder}"
     spec = importlib.util.spec_from_file_location(name, model_py)
     module = importlib.util.module_from_spec(spec)
