@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.layers.remat import rematerialize
 from keras_spikformer.layers.spiking_mlp import SpikingMLP
 from keras_spikformer.layers.spiking_self_attention import SpikingSelfAttention
 
@@ -20,6 +21,9 @@ class SpikformerBlock(keras.layers.Layer):
         attention_scale: float. Defaults to `0.125`.
         attention_v_threshold: float. Defaults to `0.5`.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (batch-norm moving statistics are
+            still updated once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input/output shape: `[batch, time, tokens, hidden_dim]`.
@@ -38,9 +42,11 @@ class SpikformerBlock(keras.layers.Layer):
         attention_scale=0.125,
         attention_v_threshold=0.5,
         neuron_config=None,
+        remat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.remat = bool(remat)
         self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
         self.mlp_ratio = float(mlp_ratio)
@@ -72,6 +78,14 @@ class SpikformerBlock(keras.layers.Layer):
         self.mlp.build(input_shape)
 
     def call(self, inputs, training=None):
+        if self.remat and training:
+            return rematerialize(self, self._training_forward, inputs)
+        return self._forward(inputs, training)
+
+    def _training_forward(self, inputs):
+        return self._forward(inputs, True)
+
+    def _forward(self, inputs, training):
         x = inputs + self.attn(inputs, training=training)
         return x + self.mlp(x, training=training)
 
@@ -89,6 +103,7 @@ class SpikformerBlock(keras.layers.Layer):
                 "attention_scale": self.attention_scale,
                 "attention_v_threshold": self.attention_v_threshold,
                 "neuron_config": self.neuron_config,
+                "remat": self.remat,
             }
         )
         return config

@@ -1,10 +1,9 @@
 """SpikformerBackbone: images or event frames in, spiking tokens out."""
 
-import contextlib
-
 import keras
 
 from keras_spikformer.layers import SpikformerBlock
+from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
     check_image_shape,
@@ -18,8 +17,6 @@ from keras_spikformer.models.spikformer.spikformer_layers import (
 )
 
 ENCODINGS = ("direct", "frames")
-# Names of the neuron layers inside the spiking units, the attention and the stem.
-NEURON_NAMES = ("lif", "attn_lif")
 
 
 def validate_architecture(
@@ -83,9 +80,10 @@ class SpikformerBackbone(Backbone):
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
             options shared by every neuron (see `LIFNeuron`).
         attention_v_threshold: float, threshold of the attention neuron. Defaults to `0.5`.
-        remat: bool, recompute every neuron's time loop in the backward pass
-            instead of storing its membrane potentials. On CPU under XLA this
-            changes neither speed nor peak memory measurably (see
+        remat: bool, in training recompute every Spikformer block in the
+            backward pass from its input instead of storing its activations
+            (less memory, about one more forward pass of the blocks; batch-norm
+            moving statistics are still updated once per step; see
             `benchmarks/README.md`). Defaults to `False`.
         dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
         **kwargs: `name`, `trainable`.
@@ -135,39 +133,31 @@ class SpikformerBackbone(Backbone):
         num_timesteps = int(num_timesteps)
 
         # === Functional model ===
-        # remat: every neuron recomputes its time loop in the backward pass
-        # instead of storing its membrane potentials (less memory, more time).
-        scope = contextlib.nullcontext()
-        if remat:
-            scope = keras.RematScope(
-                mode="list_of_layers", layer_names=list(NEURON_NAMES)
-            )
-        with scope:
-            if encoding == "direct":
-                # Static images: the stem repeats them over time after its
-                # first convolution (see SpikingPatchSplitting.num_timesteps).
-                inputs = keras.Input(shape=image_shape, name="images")
-            else:
-                inputs = keras.Input(
-                    shape=(num_timesteps,) + image_shape, name="frames"
-                )
-            x = SpikingPatchSplitting(
-                hidden_dim, patch_size, neuron_config=neurons,
-                num_timesteps=num_timesteps if encoding == "direct" else None,
-                name="patch_embed", dtype=policy,
-            )(inputs)  # fmt: skip
-            for i in range(num_layers):
-                x = SpikformerBlock(
-                    hidden_dim,
-                    num_heads,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    attention_scale=attention_scale,
-                    attention_v_threshold=attention_v_threshold,
-                    neuron_config=neurons,
-                    name=f"block_{i}",
-                    dtype=policy,
-                )(x)
+        remat = check_remat(remat)
+        if encoding == "direct":
+            # Static images: the stem repeats them over time after its first
+            # convolution (see SpikingPatchSplitting.num_timesteps).
+            inputs = keras.Input(shape=image_shape, name="images")
+        else:
+            inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
+        x = SpikingPatchSplitting(
+            hidden_dim, patch_size, neuron_config=neurons,
+            num_timesteps=num_timesteps if encoding == "direct" else None,
+            name="patch_embed", dtype=policy,
+        )(inputs)  # fmt: skip
+        for i in range(num_layers):
+            x = SpikformerBlock(
+                hidden_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                attention_scale=attention_scale,
+                attention_v_threshold=attention_v_threshold,
+                neuron_config=neurons,
+                remat=remat,
+                name=f"block_{i}",
+                dtype=policy,
+            )(x)
         super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
 
         # === Config ===
@@ -188,7 +178,7 @@ class SpikformerBackbone(Backbone):
         self.decay_input = neurons["decay_input"]
         self.detach_reset = neurons["detach_reset"]
         self.surrogate = neurons["surrogate"]
-        self.remat = bool(remat)
+        self.remat = remat
 
     @property
     def num_tokens(self):
