@@ -20,6 +20,7 @@ from keras_spikformer.models.meta_spikeformer import (
     MetaSpikeFormer,
     MetaSpikeFormerBackbone,
 )
+from keras_spikformer.testing import loss_and_gradients
 
 DATA = Path(__file__).parent / "data"
 NPZ = DATA / "sdt_v2_small.npz"
@@ -141,60 +142,9 @@ def test_released_checkpoint_format_converts_without_torch(built_model, npz):
     np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
 
 
-def _loss_and_gradients(model, images, labels):
-    """Cross-entropy (mean) of one train-mode forward, and its gradients.
-
-    Returns `(loss, logits, variable_gradients, input_gradient)`.
-    """
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(images)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = model(x, training=True)
-            loss = loss_fn(labels, logits)
-        grads = [np.asarray(g) for g in tape.gradient(loss, variables + [x])]
-        return float(loss), np.asarray(logits), grads[:-1], grads[-1]
-    if backend == "jax":
-        import jax
-
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        def compute(trainable, x):
-            logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-            return loss_fn(labels, logits), logits
-
-        # Compiled: eager JAX dispatches op by op (minutes for this model).
-        (loss, logits), (g_vars, g_x) = jax.jit(
-            jax.value_and_grad(compute, argnums=(0, 1), has_aux=True)
-        )([v.value for v in variables], images)
-        return (
-            float(loss),
-            np.asarray(logits),
-            [np.asarray(g) for g in g_vars],
-            np.asarray(g_x),
-        )
-    import torch
-
-    x = torch.tensor(images, requires_grad=True)
-    logits = model(x, training=True)
-    loss = loss_fn(torch.as_tensor(labels), logits)
-    loss.backward()
-    return (
-        float(loss.detach()),
-        logits.detach().numpy(),
-        [v.value.grad.numpy() for v in variables],
-        x.grad.numpy(),
-    )
-
-
 def test_train_step_loss_and_gradients_match(model, npz):
     """Batch statistics; the RepConv borders use the post-update running stats."""
-    loss, logits, grads, grad_input = _loss_and_gradients(
+    loss, logits, grads, grad_input = loss_and_gradients(
         model, images_of(npz), npz["train/labels"]
     )
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)

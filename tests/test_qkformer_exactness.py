@@ -7,15 +7,14 @@ classes). Weights lie on a coarse grid so that every sum over spikes is exact
 in float32.
 """
 
-import keras
 import numpy as np
-import pytest
 from conftest import images_of, load_fixture, state_dict_of
 from keras import ops
 
 from keras_spikformer import record_spikes
 from keras_spikformer.convert import qkformer_weights
 from keras_spikformer.models.qkformer import QKFormer, QKFormerBackbone
+from keras_spikformer.testing import loss_and_gradients
 
 FIXTURE = "qkformer_small"
 
@@ -103,47 +102,10 @@ def test_predict_is_exact_under_compilation():
     np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
 
 
-def _loss_and_gradients(model, images, labels):
-    """Mean cross-entropy of one train-mode forward, and d loss / d (weights, input)."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(images)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = loss_fn(labels, model(x, training=True))
-        grads = tape.gradient(loss, variables + [x])
-        return float(loss), [np.asarray(g) for g in grads]
-    if backend == "jax":
-        import jax
-
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        def compute(trainable, x):
-            logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-            return loss_fn(labels, logits)
-
-        step = jax.jit(jax.value_and_grad(compute, argnums=(0, 1)))
-        loss, (g_vars, g_x) = step([v.value for v in variables], images)
-        return float(loss), [np.asarray(g) for g in g_vars] + [np.asarray(g_x)]
-    if backend == "torch":
-        import torch
-
-        x = torch.tensor(images, requires_grad=True)
-        loss = loss_fn(torch.as_tensor(labels), model(x, training=True))
-        loss.backward()
-        grads = [v.value.grad.cpu().numpy() for v in variables]
-        return float(loss), grads + [x.grad.cpu().numpy()]
-    pytest.skip(f"no gradient helper for backend {backend}")
-
-
 def test_train_step_loss_and_gradients_match():
     model, npz = fixture_model()
     labels = npz["train/labels"].astype("int32")
-    loss, grads = _loss_and_gradients(model, images_of(npz), labels)
+    loss, _, grads, grad_input = loss_and_gradients(model, images_of(npz), labels)
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)
 
     by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads, strict=False)}
@@ -163,7 +125,7 @@ def test_train_step_loss_and_gradients_match():
         compared += 1
     assert compared == len(model.trainable_variables)
 
-    grad_input = grads[-1].transpose(0, 3, 1, 2)  # NHWC -> NCHW, summed over T copies
+    grad_input = grad_input.transpose(0, 3, 1, 2)  # NHWC -> NCHW, summed over T copies
     reference = npz["grad/input"]
     assert np.abs(grad_input - reference).max() <= 1e-4 * np.abs(reference).max() + 1e-7
 

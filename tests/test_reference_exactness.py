@@ -5,7 +5,6 @@ Fixtures come from running ZK-Zhou/spikformer (SpikingJelly 0.0.0.0.12, timm
 exact in float32 (see ../shared/SPEC.md, "Fixtures").
 """
 
-import keras
 import numpy as np
 import pytest
 from conftest import FIXTURE_PRESETS, images_of, load_fixture, state_dict_of
@@ -19,6 +18,7 @@ from keras_spikformer.convert import (
     reference_variable_map,
     to_keras_layout,
 )
+from keras_spikformer.testing import loss_and_gradients
 
 FIXTURES = sorted(FIXTURE_PRESETS)
 
@@ -81,48 +81,13 @@ def test_predict_is_exact_under_compilation(name):
     np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
 
 
-def _loss_and_gradients(model, images, labels):
-    """Cross-entropy (mean) of one train-mode forward, and its gradients."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(images)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = loss_fn(labels, model(x, training=True))
-        grads = tape.gradient(loss, variables + [x])
-        return float(loss), [np.asarray(g) for g in grads]
-    if backend == "jax":
-        import jax
-
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        def compute(trainable, x):
-            logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-            return loss_fn(labels, logits)
-
-        loss, (g_vars, g_x) = jax.value_and_grad(compute, argnums=(0, 1))(
-            [v.value for v in variables], images
-        )
-        return float(loss), [np.asarray(g) for g in g_vars] + [np.asarray(g_x)]
-    if backend == "torch":
-        import torch
-
-        x = torch.tensor(images, requires_grad=True)
-        loss = loss_fn(labels, model(x, training=True))
-        grads = torch.autograd.grad(loss, [v.value for v in variables] + [x])
-        return float(loss.detach()), [g.detach().cpu().numpy() for g in grads]
-    pytest.skip(f"no gradient helper for backend {backend}")
-
-
 @pytest.mark.parametrize("remat", [False, True], ids=["stored", "remat"])
 @pytest.mark.parametrize("name", FIXTURES)
 def test_train_step_loss_and_gradients_match(name, remat):
     model, npz = fixture_model(name, remat=remat)
-    loss, grads = _loss_and_gradients(model, images_of(npz), npz["train/labels"])
+    loss, _, grads, grad_input = loss_and_gradients(
+        model, images_of(npz), npz["train/labels"]
+    )
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)
 
     by_variable = {
@@ -142,6 +107,6 @@ def test_train_step_loss_and_gradients_match(name, remat):
         compared += 1
     assert compared == len(model.trainable_variables)
 
-    grad_input = grads[-1].transpose(0, 3, 1, 2)  # NHWC -> NCHW, summed over T copies
+    grad_input = grad_input.transpose(0, 3, 1, 2)  # NHWC -> NCHW, summed over T copies
     reference = npz["grad/input"]
     assert np.abs(grad_input - reference).max() <= 1e-4 * np.abs(reference).max() + 1e-7

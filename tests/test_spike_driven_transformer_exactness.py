@@ -6,7 +6,6 @@ reference model files of BICLab/Spike-Driven-Transformer run unchanged: width
 a coarse grid so that every sum over spikes is exact in float32.
 """
 
-import keras
 import numpy as np
 import pytest
 from conftest import DATA, images_of, load_fixture, state_dict_of
@@ -19,7 +18,7 @@ from keras_spikformer.models.spike_driven_transformer import (
     SpikeDrivenTransformer,
     SpikeDrivenTransformerBackbone,
 )
-from keras_spikformer.testing import vector_jacobian
+from keras_spikformer.testing import loss_and_gradients
 
 FIXTURE = "sdt_v1_small"
 
@@ -86,15 +85,9 @@ def test_predict_is_exact_under_compilation():
 def test_train_step_loss_and_gradients_match():
     model, npz = fixture_model()
     labels = npz["train/labels"]
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    images = images_of(npz)
-    loss = loss_fn(labels, model(images, training=True))
-    loss = float(ops.convert_to_numpy(loss))
+    loss, _, grads, grad_input = loss_and_gradients(model, images_of(npz), labels)
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-4)
 
-    grad_input, grads = vector_jacobian(
-        lambda x: loss_fn(labels, model(x, training=True)), images, layer=model
-    )
     by_variable = {
         id(v): g for v, g in zip(model.trainable_variables, grads, strict=True)
     }

@@ -1,6 +1,6 @@
 """Test helpers for keras-spikformer layers and models (KerasHub-style)."""
 
-from keras_spikformer.testing.gradients import vector_jacobian
+from keras_spikformer.testing.gradients import loss_and_gradients, vector_jacobian
 from keras_spikformer.testing.model_tests import (
     run_backbone_test,
     run_preset_test,
@@ -13,6 +13,7 @@ from keras_spikformer.testing.test_case import (
 )
 
 __all__ = [
+    "loss_and_gradients",
     "run_backbone_test",
     "run_preset_test",
     "run_task_test",
