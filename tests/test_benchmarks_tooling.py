@@ -16,6 +16,8 @@ pytestmark = pytest.mark.backend_independent
 
 
 def _load(name):
+    """Imports benchmarks/<name>.py, leaving sys.path as it was."""
+    saved = list(sys.path)
     sys.path.insert(0, str(BENCHMARKS))
     try:
         spec = importlib.util.spec_from_file_location(
@@ -24,7 +26,7 @@ def _load(name):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(BENCHMARKS))
+        sys.path[:] = saved
     return module
 
 
