@@ -369,9 +369,7 @@ def run(args):
         "device": f"{machine['machine']} CPU x{machine['cpu_count']}",
         **machine,
         "threads": torch.get_num_threads(),
-        "torch": versions["torch"],
-        "spikingjelly": versions["spikingjelly"],
-        "timm": versions["timm"],
+        **versions,  # torch, spikingjelly, timm
         "torchvision_shim": torchvision_shim,
         "neuron_backend": "torch",
         "num_neurons": num_neurons,
@@ -387,9 +385,8 @@ def main(argv=None):
     record = run(args)
     keys = ["preset", "implementation", "mode", "batch_size", "images_per_second"]
     keys += ["peak_rss_mb", "compile_seconds", "threads", "cpu_model"]
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    print("| " + " | ".join(str(record[k]) for k in keys) + " |")
+    for row in (keys, ["---"] * len(keys), [str(record[k]) for k in keys]):
+        print("| " + " | ".join(row) + " |")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         tmp = args.json + ".tmp"
