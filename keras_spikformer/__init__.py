@@ -1,6 +1,7 @@
 """keras-spikformer: Spikformer spiking transformers for Keras 3."""
 
 from keras_spikformer import convert, layers, neurons
+from keras_spikformer import xla_cpu_flags as _xla_cpu_flags
 from keras_spikformer.hub import upload_preset
 from keras_spikformer.layers import (
     DirectEncoding,
@@ -72,3 +73,6 @@ __all__ = [
     "record_spikes",
     "upload_preset",
 ]
+
+# JAX on CPU: no YNNPACK convolution fusion (slow filter gradients); see the module.
+_xla_cpu_flags.apply()
