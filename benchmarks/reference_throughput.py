@@ -25,7 +25,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_info import machine_info  # noqa: E402
+from throughput import peak_rss_mb  # noqa: E402
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 SPIKINGJELLY_VERSION = "0.0.0.0.12"
@@ -133,6 +133,11 @@ def reference_variant(config, num_classes):
     )
     if config["encoding"] == "frames":
         folder, want = "cifar10dvs", (0.25, False)
+        if (height, width) != (128, 128):
+            raise SystemExit(
+                "The event-frame reference hard-codes 128x128 frames in its patch "
+                f"splitting; the preset has {height}x{width}."
+            )
     elif bias:
         folder, want = "cifar10", (0.125, True)
         kwargs["T"] = steps
@@ -283,11 +288,6 @@ def build_reference(model_py, folder, kwargs):
     return model, len(neurons)
 
 
-def _peak_rss_mb():
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
 def _checkout_commit(root):
     try:
         out = subprocess.run(
@@ -363,7 +363,7 @@ def run(args):
         "remat": False,
         "num_timesteps": config["num_timesteps"],
         "images_per_second": round(args.batch_size / statistics.median(times), 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "step_seconds": [round(t, 4) for t in times],
         "compile_seconds": round(first_seconds, 2),
         "device": f"{machine['machine']} CPU x{machine['cpu_count']}",

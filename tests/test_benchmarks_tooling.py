@@ -186,5 +186,8 @@ def test_presets_without_a_reference_counterpart_are_refused(tmp_path):
         reference.reference_variant({**config, "attention_scale": 0.25}, classes)
     with pytest.raises(SystemExit, match="surrogate='atan'"):
         reference.reference_variant({**config, "surrogate": "atan"}, classes)
+    config, classes = reference.read_preset("spikformer_tiny_dvs")
+    with pytest.raises(SystemExit, match="128x128 frames"):
+        reference.reference_variant(config, classes)
     with pytest.raises(SystemExit, match="not a checkout of ZK-Zhou/spikformer"):
         reference.check_checkout(tmp_path, "cifar10")
