@@ -31,6 +31,9 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine_info import machine_info  # noqa: E402
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -275,6 +278,8 @@ def _pipeline_record(args, model, timing):
 def main(argv=None):
     args = parse_args(argv)
     record = run(args)
+    # The machine beside every figure: collect.py gives no ratio across CPUs.
+    record.update(machine_info(), threads=_threads(args.backend))
     keys = [
         "preset",
         "backend",
@@ -293,9 +298,20 @@ def main(argv=None):
     print("| " + " | ".join(str(record[k]) for k in keys) + " |")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
             json.dump(record, f, indent=2)
+        os.replace(tmp, args.json)
     return record
+
+
+def _threads(backend):
+    """Compute threads of the backend's CPU runtime (torch's setting; else cores)."""
+    if backend == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return os.cpu_count()
 
 
 if __name__ == "__main__":
