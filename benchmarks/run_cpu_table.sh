@@ -14,8 +14,13 @@ $PY $B --backend jax --mode train --json $R/jax_train.json
 $PY $B --backend jax --mode train --remat --json $R/jax_train_remat.json
 XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= \
     $PY $B --backend jax --mode train --json $R/jax_train_no_ynn.json
+# jaxlib's default (YNNPACK convolution fusion on), which keras_spikformer turns off on import.
+XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution \
+    $PY $B --backend jax --mode train --json $R/jax_train_ynn_conv.json
+$PY $B --backend torch --mode train --json $R/torch_train.json
 $PY $B --backend tensorflow --mode infer --json $R/tensorflow_infer.json
 $PY $B --backend jax --mode infer --json $R/jax_infer.json
+$PY $B --backend torch --mode infer --json $R/torch_infer.json
 if [ $# -ge 1 ]; then
     before=$(mktemp -d)/before
     git worktree add -f "$before" "$1" >/dev/null
