@@ -218,6 +218,18 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         copy = self._fused_copy
         return keras.Model.predict(copy, self.preprocess(x), *args, **kwargs)
 
+    def export(self, filepath, format="tf_saved_model", fused=False, **kwargs):
+        """`keras.Model.export` (TF SavedModel, ONNX, ...) of the model-ready
+        inference function, optionally batch-norm-folded; see
+        `keras_spikformer.inference.export_model`.
+
+        Example:
+        >>> model.export("digits.onnx", format="onnx")
+        """
+        from keras_spikformer.inference.export import export_model
+
+        return export_model(self, filepath, format=format, fused=fused, **kwargs)
+
     def fuse(self):
         """An inference-only copy with every batch norm that directly follows a
         dense/conv layer folded into it (`keras_spikformer.inference.fuse`).

@@ -1,0 +1,86 @@
+"""Export a classifier or backbone for serving: TF SavedModel or ONNX."""
+
+import importlib.util
+
+import keras
+
+from keras_spikformer.inference.fusion import fuse
+
+# What each format needs beyond the package's own dependencies, per backend.
+_NEEDS = {
+    ("onnx", "tensorflow"): ("onnx", "tf2onnx"),
+    ("onnx", "jax"): ("onnx", "jax2onnx"),
+    ("onnx", "torch"): ("onnx", "onnxscript"),
+}
+
+
+def export_model(
+    model, filepath, format="tf_saved_model", fused=False, batch_size=None, **kwargs
+):
+    """Writes `model`'s inference function as a TF SavedModel or an ONNX file.
+
+    A thin layer over `keras.Model.export`: it checks that the format's
+    packages are installed (`pip install keras-spikformer[export]`) and can
+    fold the batch norms first (`fused=True`, see `inference.fuse`). The
+    exported function takes model-ready inputs (what `model.preprocess`
+    returns: resized, normalised float32 images `[batch, H, W, C]`, or event
+    frames) and returns the logits (the backbone's output for a backbone).
+    The preprocessor is not part of the export. Checked (`tests/test_export.py`):
+    SavedModel on TensorFlow and JAX, ONNX on TensorFlow (tf2onnx, free
+    batch size) and torch (`torch.onnx` dynamo exporter, fixed `batch_size`:
+    Keras's free-batch path on torch is the TorchScript exporter, which cannot
+    export the neurons' time loop, `aten::unbind`). ONNX on JAX goes through
+    `jax2onnx` (not in the extra); SavedModel export fails inside Keras on
+    torch, so it is refused there.
+
+    Args:
+        model: a built classifier or backbone of this package.
+        filepath: a directory (`"tf_saved_model"`) or a `.onnx` file.
+        format: `"tf_saved_model"`, `"onnx"` or any other format Keras exports.
+        fused: bool, export the batch-norm-folded copy. Exact on the reference
+            fixtures; on trained weights a spike within float rounding of its
+            threshold can flip (see `inference.fuse`). Defaults to `False`.
+        batch_size: int, a fixed batch size for the exported function;
+            required for ONNX on torch, `None` (free) elsewhere.
+        **kwargs: passed to `keras.Model.export` (`verbose`, `input_signature`, ...).
+
+    Example:
+    >>> export_model(model, "digits.onnx", format="onnx")
+    >>> session = onnxruntime.InferenceSession("digits.onnx")
+    """
+    backend = keras.backend.backend()
+    missing = [
+        name
+        for name in _NEEDS.get((format, backend), ())
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ImportError(
+            f"Exporting to {format!r} on the {backend} backend needs "
+            f"{', '.join(missing)}: `pip install {' '.join(missing)}` (the "
+            "`keras-spikformer[export]` extra has what TensorFlow and torch need)."
+        )
+    if backend == "torch" and format == "tf_saved_model":
+        raise NotImplementedError(
+            "Keras cannot export a SavedModel from the torch backend for these "
+            "models; export on the TensorFlow or JAX backend (presets load on any "
+            'backend) or use format="onnx" with a batch_size.'
+        )
+    if backend == "torch" and format == "onnx" and batch_size is None:
+        if kwargs.get("input_signature") is None:
+            raise ValueError(
+                "ONNX export on the torch backend needs a fixed batch size: pass "
+                "batch_size=N (the exported model then takes exactly N images), "
+                "or export on the TensorFlow backend for a free batch size."
+            )
+    if batch_size is not None:
+        shape = (int(batch_size),) + tuple(model.inputs[0].shape[1:])
+        spec = keras.InputSpec(shape=shape, dtype="float32", name=model.inputs[0].name)
+        kwargs["input_signature"] = [spec]
+    target = fuse(model) if fused else model
+    if not getattr(target, "_called", True):
+        # Keras exports only models that have been called; a symbolic call
+        # (no computation) marks a freshly built or loaded one.
+        target(*[keras.KerasTensor(x.shape, x.dtype) for x in target.inputs])
+    kwargs.setdefault("verbose", False)
+    return keras.Model.export(target, filepath, format=format, **kwargs)
