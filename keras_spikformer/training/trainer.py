@@ -108,7 +108,7 @@ def preprocessors(recipe, model, seed, augment):
     from keras_spikformer.data import augment as aug
 
     num_classes = model.num_classes
-    if model.backbone.encoding == "frames":
+    if getattr(model.backbone, "encoding", "direct") == "frames":  # Meta: images only
         train_aug = (
             aug.make_event_train_augment(recipe, num_classes, seed=seed)
             if augment
