@@ -79,17 +79,9 @@ class BatchNorm(keras.layers.BatchNormalization):
         shape = tuple(inputs.shape)
         count = math.prod(shape[:-1])
         x = ops.reshape(ops.cast(inputs, "float32"), (count, shape[-1]))
-        on_torch = keras.backend.backend() == "torch"
-        if on_torch:
-            # Eager torch runs each op as a pass over memory: PyTorch's fused
-            # kernels instead of the XLA-oriented forms below.
-            from keras_spikformer.layers import torch_kernels
-
-            mean, variance = torch_kernels.batch_moments(x)
-        else:
-            stats = ops.stop_gradient(x)
-            mean = column_sums(stats) / count
-            variance = column_sums(ops.square(stats - mean)) / count
+        stats = ops.stop_gradient(x)
+        mean = column_sums(stats) / count
+        variance = column_sums(ops.square(stats - mean)) / count
         self.moving_mean.assign(
             self.moving_mean * self.momentum + mean * (1.0 - self.momentum)
         )
@@ -97,11 +89,6 @@ class BatchNorm(keras.layers.BatchNormalization):
             self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
         )
         epsilon = self.epsilon
-        if on_torch:
-            gamma = ops.cast(self.gamma, "float32")
-            beta = ops.cast(self.beta, "float32")
-            outputs = torch_kernels.batch_normalize(x, gamma, beta, epsilon)
-            return ops.cast(ops.reshape(outputs, shape), self.compute_dtype)
 
         # The statistics are arguments, not closed over: a JAX custom gradient
         # may not close over tracers of an enclosing `jax.checkpoint` (remat).
