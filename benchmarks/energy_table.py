@@ -1,9 +1,11 @@
-"""Energy table of a Spikformer preset next to the paper's figures.
+"""Energy table of a preset of any family next to the paper's figures.
 
 Builds the preset without weights (random initialisation, so firing rates, and
 with them SOPs and energy, differ from the trained model's; the MAC counts and
 the method are what compare), measures a batch of synthetic images and prints
-the per-layer table (see `keras_spikformer.analysis.energy.CONVENTIONS`).
+the per-layer table (see `keras_spikformer.analysis.energy.CONVENTIONS` and
+the family's rules in `energy_families.py`). The paper's figures come from the
+preset's metadata (`paper`: `energy_mj`, `sops_g`, `source`).
 
 A freshly initialised network is almost silent after its second stage (its
 batch norms hold the initial statistics, mean 0 and variance 1, so deeper
@@ -15,6 +17,7 @@ measures the raw initialisation.
 
 Usage:
     python benchmarks/energy_table.py [--preset spikformer_8_768_imagenet]
+        [--image-size 288]
         [--batch 2] [--seed 0] [--no-calibrate-bn] [--markdown PATH] [--json PATH]
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_spikformer import Spikformer
+from keras_spikformer import presets
 from keras_spikformer.analysis.energy import energy_report
 
 
@@ -58,6 +61,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=2, help="synthetic images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--image-size", type=int, help="square input size (default: the preset's)"
+    )
+    parser.add_argument(
         "--calibrate-bn",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -69,7 +75,12 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
-    model = Spikformer.from_preset(args.preset, load_weights=False)
+    task_cls = presets.task_class(args.preset)
+    options = {}
+    if args.image_size:
+        channels = presets.read_config(presets.resolve(args.preset))["image_shape"][-1]
+        options["image_shape"] = (args.image_size, args.image_size, channels)
+    model = task_cls.from_preset(args.preset, load_weights=False, **options)
     build_s = time.perf_counter() - start
     shape = model.inputs[0].shape[1:]
     # Normalised-image statistics: N(0, 1) per pixel.
@@ -82,7 +93,8 @@ def main(argv=None):
     report = energy_report(model, images)
     measure_s = time.perf_counter() - start
 
-    paper = Spikformer.presets.get(args.preset, {}).get("paper", {})
+    metadata = presets.read_json(presets.resolve(args.preset) / "metadata.json")
+    paper = metadata.get("paper", {})
     table = report.to_markdown()
     comparison = [
         "",
@@ -92,8 +104,8 @@ def main(argv=None):
         f"{args.batch} synthetic image(s)) "
         f"| {report.total_sops:.2f} | {report.total_mj:.3f} | {report.ann_macs:.2f} "
         f"| {report.ann_mj:.3f} |",
-        f"| paper (trained weights, ImageNet) | {paper.get('sops_g', '-')} "
-        f"| {paper.get('energy_mj', '-')} | | |",
+        f"| paper (trained weights; {paper.get('source', 'no source')}) "
+        f"| {paper.get('sops_g', '-')} | {paper.get('energy_mj', '-')} | | |",
         "",
         f"Build {build_s:.1f} s, measurement {measure_s:.1f} s "
         f"(backend {keras.backend.backend()}, batch {args.batch}).",

@@ -1,62 +1,68 @@
 """Synaptic operations (SOPs) and an energy estimate, from the spikes of a real batch.
 
-The method is the one of the Spikformer paper (appendix), made explicit:
+The method is the one of the Spikformer paper (appendix), which the
+Spike-driven Transformer, QKFormer and Meta-SpikeFormer papers reuse:
 
 - MACs of a layer are counted for ONE time step and one image:
   conv `H_out * W_out * k * k * C_in * C_out`, linear `tokens * D_in * D_out`,
   attention product `heads * rows * inner * cols`.
 - SOPs(layer) = input firing rate x T x MACs(layer); energy = 0.9 pJ x SOPs.
-- A layer whose input is real-valued (the first SPS conv on images, the head)
-  performs MACs: energy = 4.6 pJ x MACs x (times it runs per image).
+- A layer whose input is real-valued (the encoding layer on images, a head
+  on a time-averaged input, Meta-SpikeFormer's point-wise conv after a
+  depthwise conv) performs MACs: energy = 4.6 pJ x MACs x (passes per image).
 
-`CONVENTIONS` lists every choice (what the "rate" of a non-binary input is,
-which attention products are counted, what is left out).
+`CONVENTIONS` lists the choices shared by every family; each report appends
+its family's rules (`energy_families.py`: which layers see spikes, which see
+real values, how attention is counted). Generic counting: `op_counts.py`.
 """
 
-import contextlib
 import dataclasses
 import json
 
 import keras
 import numpy as np
 
+from keras_spikformer.analysis.energy_families import counting_rules
 from keras_spikformer.analysis.firing_rates import (
     accumulate_spikes,
     as_batch,
-    is_spikformer,
     neuron_layer_names,
     split_batches,
 )
-from keras_spikformer.convert.spikformer_weights import reference_module_map
+from keras_spikformer.analysis.op_counts import (
+    E_AC,
+    E_MAC,
+    capture_inputs,
+    layer_macs,
+    make_row,
+    product_events,
+    step_shape,
+)
+from keras_spikformer.convert.families import family_of_model
 from keras_spikformer.neurons.recording import record_spikes
-
-E_MAC = 4.6e-12  # joules per 32-bit float multiply-accumulate (45 nm, Horowitz 2014)
-E_AC = 0.9e-12  # joules per 32-bit float accumulate
 
 CONVENTIONS = """\
 Counting conventions (per image; MACs are counted for ONE time step):
-- conv: H_out * W_out * k * k * C_in * C_out (stride 1, 'same' padding, so
-  H_out = H_in); linear (1x1 conv over tokens): tokens * D_in * D_out. Biases,
-  batch norm (foldable into the preceding conv/linear), LIF membrane updates,
-  max-pooling, the attention scale, head splitting/merging, residual sums and
-  the token/time averages before the head are not counted.
+- conv: H_out * W_out * k * k * C_in / groups * C_out; linear (1x1 conv over
+  tokens): tokens * D_in * D_out. Biases, batch norm (foldable into the
+  preceding conv/linear), LIF membrane updates, max-pooling, masks (products
+  with a binary tensor), the attention scale, head splitting/merging, residual
+  sums and the token/time averages before the head are not counted.
 - SOPs = input rate x T x MACs, with the input rate measured on the batch: the
   mean of the tensor that enters the layer (captured by temporarily wrapping
   the layer's `call` during one eager pass with training=False; restored after).
-  For binary spikes this is the firing rate. For the non-binary inputs (the
-  residual stream feeding q/k/v and fc1, values in {0, 1, 2, ...}, and DVS
-  event counts) it is the mean count: the number of synaptic events per input
-  neuron and time step (a 2 is two spikes arriving, two accumulates).
-- Attention products (no softmax) are counted in the order the model computes
-  them: (q k^T) v when tokens < head size, else q (k^T v). For a product the
-  input rate is the measured fraction of its MACs whose two operands are both
-  non-zero (one operand is always binary, so each such MAC is one accumulate);
-  SOPs = that fraction x T x MACs = the exact number of accumulates.
-- Real-valued inputs are MACs at e_mac: the first SPS conv on images (it runs
-  at every one of the T steps, as in the reference, so its MAC ops = T x MACs)
-  and the classification head (one pass on the token/time mean, D x classes).
-  With event-frame input (DVS) the first conv takes events and is counted as
-  SOPs like the other layers.
+  For binary spikes this is the firing rate ("spikes"). For non-binary integer
+  inputs (Spikformer/QKFormer residual streams of spike sums, DVS event counts)
+  it is the mean count ("counts"): a 2 is two spikes arriving, two accumulates.
+  A layer the rules count as SOPs that receives a non-integer value is an error.
+- Attention products between spike tensors: the input rate is the measured
+  fraction of a product's MACs whose two operands are both non-zero, so SOPs
+  = the exact number of accumulates; a sum of spikes (SDT's token sum of K*V,
+  QKFormer's channel sum of Q) costs one accumulate per spike.
+- Real-valued inputs are MACs at e_mac: the encoding layer on images runs at
+  every one of the T steps, as in the references (MAC ops = T x MACs); a head
+  on the token/time mean runs once. With event-frame input (DVS) the encoding
+  layer takes events and is counted as SOPs like the other layers.
 - Energy = e_mac x MAC ops + e_ac x SOPs. ANN equivalent: the same network run
   once (no time steps) with every operation a MAC: e_mac x sum of MACs.
 """
@@ -173,126 +179,48 @@ class EnergyReport:
         return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def capture_inputs(layers):
-    """Sums the inputs that `layers` receive in eager calls, then restores them.
-
-    Each layer's `call` is wrapped (an instance attribute shadowing the method)
-    for the duration of the block; the wrapper records the input's sum, size and
-    per-sample shape and calls the original, so outputs are unchanged. The
-    layers are restored on exit, also on error.
-
-    Args:
-        layers: dict of name -> Keras layer.
-
-    Yields:
-        dict of name -> `{"sum": float, "size": int, "shape": tuple or None}`.
-    """
-    stats = {name: {"sum": 0.0, "size": 0, "shape": None} for name in layers}
-    patched = []
-
-    def wrap(name, original):
-        def call(inputs, *args, **kwargs):
-            if type(inputs).__name__ != "KerasTensor":
-                array = keras.ops.convert_to_numpy(inputs)
-                stats[name]["sum"] += float(np.sum(array, dtype=np.float64))
-                stats[name]["size"] += array.size
-                stats[name]["shape"] = tuple(array.shape[1:])
-            return original(*((inputs,) + args), **kwargs)
-
-        return call
-
-    try:
-        for name, layer in layers.items():
-            own = layer.__dict__.get("call")
-            patched.append((layer, own))
-            object.__setattr__(layer, "call", wrap(name, layer.call))
-        yield stats
-    finally:
-        for layer, own in reversed(patched):
-            if own is None:
-                object.__delattr__(layer, "call")
-            else:
-                object.__setattr__(layer, "call", own)
+def _owners(backbone):
+    """`{id(sublayer): num_heads}` of the innermost layer with `num_heads`."""
+    heads = {}
+    for layer in backbone._flatten_layers(include_self=False, recursive=True):
+        if hasattr(layer, "num_heads"):
+            for sub in layer._flatten_layers(include_self=False, recursive=True):
+                heads[id(sub)] = int(layer.num_heads)
+    return heads
 
 
-def conv_macs(layer, input_shape):
-    """MACs of `keras.layers.Conv2D` for one sample of shape `input_shape` (HWC)."""
-    out = layer.compute_output_shape((1,) + tuple(input_shape))
-    k = int(np.prod(layer.kernel_size))
-    groups = getattr(layer, "groups", 1) or 1
-    return int(np.prod(out[1:-1])) * k * (input_shape[-1] // groups) * out[-1]
-
-
-def dense_macs(layer, input_shape):
-    """MACs of `keras.layers.Dense` for one sample of shape `input_shape`."""
-    return (
-        int(np.prod(input_shape[:-1], dtype=np.int64)) * input_shape[-1] * layer.units
-    )
-
-
-def product_events(q, k, v, num_heads):
-    """Exact accumulate counts of the two attention products, in model order.
-
-    Args:
-        q, k, v: `[batch, time, tokens, D]` binary arrays.
-        num_heads: int.
-
-    Returns:
-        `(names, macs_per_step, events)`: the two products' names, their MACs
-        per image and time step, and the number of MACs with both operands
-        non-zero summed over batch and time.
-    """
-    b, t, n, dim = q.shape
-    d = dim // num_heads
-
-    def heads(x):  # [B, T, N, D] -> [B, T, heads, N, d]
-        return x.astype(np.float64).reshape(b, t, n, num_heads, d).swapaxes(2, 3)
-
-    q, k, v = heads(q), heads(k), heads(v)
-    if n < d:  # SpikingSelfAttention: (q k^T) v
-        scores = np.einsum("bthnc,bthmc->bthnm", q, k)
-        first = np.einsum("bthc,bthc->", q.sum(3), k.sum(3))
-        second = np.einsum("bthm,bthm->", (scores != 0).sum(3), v.sum(4))
-        names = ("q@k^T", "(q@k^T)@v")
-        macs = num_heads * n * n * d
-    else:  # q (k^T v)
-        kv = np.einsum("bthnc,bthne->bthce", k, v)
-        first = np.einsum("bthn,bthn->", k.sum(4), v.sum(4))
-        second = np.einsum("bthc,bthc->", q.sum(3), (kv != 0).sum(4))
-        names = ("k^T@v", "q@(k^T@v)")
-        macs = num_heads * d * d * n
-    return names, (macs, macs), (float(first), float(second))
-
-
-def _row(name, kind, source, macs, timesteps, rate, e_mac, e_ac):
-    if rate is None:  # real-valued input: MACs
-        sops, mac_ops = 0.0, float(macs * timesteps)
-    else:
-        sops, mac_ops = float(rate * timesteps * macs), 0.0
-    return {
-        "name": name,
-        "kind": kind,
-        "input": source,
-        "macs": int(macs),
-        "timesteps": int(timesteps),
-        "input_rate": None if rate is None else float(rate),
-        "sops": sops,
-        "mac_ops": mac_ops,
-        "energy_mj": (sops * e_ac + mac_ops * e_mac) * 1e3,
-    }
+def _attention_events(events, record, modules, sites, heads, num_images, steps):
+    """Adds one batch's attention events into `events` (`{row: [macs, count]}`)."""
+    for site in sites:
+        if site.kind == "sum":  # counted from the gate neuron's input afterwards
+            summed = keras.ops.convert_to_numpy(record.last(modules[site.neurons[0]]))
+            events.setdefault(site, [summed.size // (num_images * steps), 0.0])
+            continue
+        q, k, v = (
+            keras.ops.convert_to_numpy(record.last(modules[name]))
+            for name in site.neurons
+        )
+        dim = q.shape[-1]
+        q, k, v = (x.reshape(num_images, steps, -1, dim) for x in (q, k, v))
+        num_heads = heads[id(modules[site.neurons[0]])]
+        names, macs, counts = product_events(q, k, v, num_heads, site.order)
+        for name, m, c in zip(names, macs, counts, strict=True):
+            events.setdefault((site, name), [m, 0.0])[1] += c
 
 
 def energy_report(model, images, e_mac=E_MAC, e_ac=E_AC, batch_size=None):
-    """Counts MACs and SOPs of a Spikformer on `images` and estimates its energy.
+    """Counts MACs and SOPs of a model of the zoo on `images`; estimates its energy.
 
     Runs one eager forward pass (`training=False`) that measures the input
-    rate of every conv, linear and attention product (see `CONVENTIONS`),
-    then applies `E = e_mac x MAC ops + e_ac x SOPs` per image. The model and
-    its outputs are unchanged.
+    rate of every conv, linear and attention operation (see `CONVENTIONS` and
+    the family's rules in `report.conventions`), then applies
+    `E = e_mac x MAC ops + e_ac x SOPs` per image. The model and its outputs
+    are unchanged.
 
     Args:
-        model: a `Spikformer` or `SpikformerBackbone` (no head row then).
+        model: a classifier or backbone of the Spikformer, Spike-driven
+            Transformer, QKFormer or Meta-SpikeFormer family (no head rows
+            for a backbone).
         images: array-like batch the model takes.
         e_mac: float, joules per MAC. Defaults to `4.6e-12`.
         e_ac: float, joules per accumulate (synaptic operation). Defaults to
@@ -300,12 +228,13 @@ def energy_report(model, images, e_mac=E_MAC, e_ac=E_AC, batch_size=None):
         batch_size: int or `None`, run the batch in slices of this size.
 
     Returns:
-        An `EnergyReport` (per-image figures, per-layer rows, `to_json()`,
-        `to_markdown()`, `conventions`).
+        An `EnergyReport` (per-image figures, per-layer rows in call order,
+        `to_json()`, `to_markdown()`, `conventions`).
 
     Raises:
-        TypeError: for models other than Spikformer ones.
-        ValueError: for an empty batch or an input shape the model rejects.
+        TypeError: for models of no supported family.
+        ValueError: for an empty batch, an input shape the model rejects, or a
+            layer counted as SOPs that received non-integer values.
 
     Example:
     >>> report = energy_report(model, images[:8])
@@ -315,90 +244,131 @@ def energy_report(model, images, e_mac=E_MAC, e_ac=E_AC, batch_size=None):
     References:
         Zhou et al., ICLR 2023 (arXiv 2209.15425), appendix (energy).
     """
-    if not is_spikformer(model):
-        raise TypeError(
-            "energy_report counts the operations of a Spikformer or "
-            f"SpikformerBackbone; got {type(model).__name__}. Use firing_rates() "
-            "for other spiking models."
-        )
+    try:
+        modules = family_of_model(model).reference_module_map(model)
+    except ValueError:
+        modules = {}
+    rules = counting_rules(model, modules)
     backbone = getattr(model, "backbone", model)
     images = as_batch(images)
-    num_timesteps = backbone.num_timesteps
-    modules = reference_module_map(model)
+    steps = backbone.num_timesteps
     synapses = {
         name: layer
         for name, layer in modules.items()
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-    }
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense,
+                              keras.layers.DepthwiseConv2D))
+    }  # fmt: skip
+    sums = [site for site in rules.attention if site.kind == "sum"]
+    gates = {site.neurons[1]: modules[site.neurons[1]] for site in sums}
     neurons = neuron_layer_names(model)
-    attn = [backbone.get_layer(f"block_{i}").attn for i in range(backbone.num_layers)]
-    events = {}
-    lif_totals = {}
-    with capture_inputs(synapses) as inputs:
+    heads = _owners(backbone)
+    events, lif_totals = {}, {}
+    with capture_inputs({**synapses, **gates}) as inputs:
         for batch in split_batches(images, batch_size):
             with record_spikes() as record:
                 model(batch, training=False)
             accumulate_spikes(lif_totals, record, neurons)
-            for i, layer in enumerate(attn):
-                q, k, v = (
-                    keras.ops.convert_to_numpy(record.last(unit.lif))
-                    for unit in (layer.q, layer.k, layer.v)
-                )
-                names, macs, counts = product_events(q, k, v, layer.num_heads)
-                for name, m, c in zip(names, macs, counts, strict=True):
-                    key = f"block.{i}.attn.{name}"
-                    events[key] = (m, events.get(key, (m, 0.0))[1] + c)
-    if any(stats["size"] == 0 for stats in inputs.values()):
+            _attention_events(
+                events, record, modules, rules.attention, heads, len(batch), steps
+            )
+    if any(inputs[name]["size"] == 0 for name in synapses):
         raise ValueError(
-            "No layer inputs were captured: energy_report needs an eager forward "
-            "pass; call it outside `tf.function`/`jax.jit`."
+            "Some layer inputs were not captured: energy_report needs an eager "
+            "forward pass; call it outside `tf.function`/`jax.jit`."
         )
-
-    num_images = images.shape[0]
-    first_conv = "patch_embed.proj_conv"
-    rows = []
-    for name, layer in synapses.items():
-        stats = inputs[name]
-        shape = stats["shape"]
-        if name.endswith(".proj_linear") and name.startswith("block."):
-            prefix = name[: -len("proj_linear")]
-            for key, (macs, count) in events.items():
-                if key.startswith(prefix):
-                    rate = count / (num_images * num_timesteps * macs)
-                    rows.append(
-                        _row(key, "attention product", "spikes", macs,
-                             num_timesteps, rate, e_mac, e_ac)
-                    )  # fmt: skip
-        if isinstance(layer, keras.layers.Conv2D):
-            kind, macs = "conv", conv_macs(layer, shape)
-        else:
-            kind, macs = "linear", dense_macs(layer, shape)
-        rate = stats["sum"] / stats["size"]
-        timesteps = num_timesteps
-        if name == "head":
-            source, rate, timesteps = "real", None, 1
-        elif name == first_conv:
-            if backbone.encoding == "direct":
-                source, rate = "real", None
-            else:
-                source = "events"
-        elif name.endswith(("q_linear", "k_linear", "v_linear", "fc1_linear")):
-            source = "counts"
-        else:
-            source = "spikes"
-        rows.append(_row(name, kind, source, macs, timesteps, rate, e_mac, e_ac))
-
+    last = len(images) if batch_size is None else (len(images) - 1) % batch_size + 1
+    rows = _rows(rules, synapses, inputs, events, backbone, last, steps, e_mac, e_ac)
+    rows = _with_attention(rows, rules, events, inputs, len(images), steps, e_mac, e_ac)
     rates = {
         name: (total / count if count else float("nan"))
         for name, (total, count) in lif_totals.items()
     }
     return EnergyReport(
         model_name=model.name,
-        num_timesteps=num_timesteps,
-        num_images=num_images,
+        num_timesteps=steps,
+        num_images=len(images),
         e_mac=float(e_mac),
         e_ac=float(e_ac),
         layers=rows,
         firing_rates=rates,
-        conventions=CONVENTIONS,
+        conventions=CONVENTIONS + "\n" + rules.notes + "\n",
     )
+
+
+def _rows(rules, synapses, inputs, events, backbone, last, steps, e_mac, e_ac):
+    """One row per conv / linear (or folded group), in call order."""
+    rows, done = [], set()
+    order = sorted(synapses, key=lambda name: inputs[name]["order"])
+    for name in order:
+        layer, stats = synapses[name], inputs[name]
+        shape = step_shape(stats["shape"], last, steps)
+        group = rules.fused_group(name)
+        if group is not None:
+            if group in done:
+                continue
+            done.add(group)
+            entry = inputs[f"{group}.body.0"]
+            shape = step_shape(entry["shape"], last, steps)
+            out = synapses[f"{group}.body.2.1"].units
+            macs = int(np.prod(shape[:-1])) * 9 * shape[-1] * out
+            rate = entry["sum"] / entry["size"]
+            kind = "conv (RepConv folded to 3x3)"
+            source = _source(rules, group, entry)
+            rows.append(make_row(group, kind, source, macs, steps, rate, e_mac, e_ac))
+            continue
+        kind, macs = layer_macs(layer, shape)
+        rate, passes = stats["sum"] / stats["size"], steps
+        if name in rules.once:
+            source, rate, passes = "real", None, 1
+        elif name == rules.encoding:
+            if getattr(backbone, "encoding", "direct") == "direct":
+                source, rate = "real", None
+            else:
+                source = "events"
+        elif rules.is_real(name):
+            source, rate = "real", None
+        else:
+            source = _source(rules, name, stats)
+        rows.append(make_row(name, kind, source, macs, passes, rate, e_mac, e_ac))
+    return rows
+
+
+def _source(rules, name, stats):
+    """The rules' input kind of `name`, checked against what it received."""
+    source = rules.source(name)
+    if stats["binary"] or (source == "counts" and stats["integer"]):
+        return source
+    received = "spike counts above 1" if stats["integer"] else "non-integer values"
+    raise ValueError(
+        f"The {rules.family} counting rules say {name} receives {source}, but it "
+        f"received {received}; the rules (keras_spikformer/analysis/"
+        "energy_families.py) do not fit this model."
+    )
+
+
+def _with_attention(rows, rules, events, inputs, num_images, steps, e_mac, e_ac):
+    """Inserts the attention rows before each site's output projection."""
+    for site in rules.attention:
+        if site.kind == "sum":
+            macs = events[site][0]
+            count = inputs[site.neurons[1]]["sum"]
+            suffix = "kv_sum" if site.neurons[0].endswith("k_lif") else "q_sum"
+            new = [(f"{site.prefix}.{suffix}", macs, count, "attention sum")]
+        else:
+            new = [
+                (f"{site.prefix}.{key[1]}", *events[key], "attention product")
+                for key in events
+                if isinstance(key, tuple) and key[0] == site
+            ]
+        made = [
+            make_row(name, kind, "spikes", macs, steps,
+                     count / (num_images * steps * macs), e_mac, e_ac)
+            for name, macs, count, kind in new
+        ]  # fmt: skip
+        at = next(
+            (i for i, row in enumerate(rows)
+             if row["name"].startswith(f"{site.prefix}.proj")),
+            len(rows),
+        )  # fmt: skip
+        rows[at:at] = made
+    return rows

@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_spikformer import presets
 from keras_spikformer.analysis.energy import energy_report
+from keras_spikformer.analysis.firing_rates import is_spikformer, neuron_layer_names
 from keras_spikformer.analysis.plots import (
     plot_attention_maps,
     plot_firing_rates,
@@ -33,8 +34,12 @@ def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=N
 def analyze(model, images, output, overwrite=False):
     """Writes `report.json`, `report.md` and PNG plots for `model` on `images`.
 
+    The plots: firing rates, a spike raster of the first attention query
+    neuron (the first neuron if there is none) and, for Spikformer models,
+    the attention maps of block 0.
+
     Args:
-        model: a `Spikformer`.
+        model: a classifier of the zoo's families.
         images: a preprocessed batch the model takes.
         output: directory to write (atomically).
         overwrite: replace an existing directory.
@@ -48,6 +53,11 @@ def analyze(model, images, output, overwrite=False):
         write_json(tmp / "report.json", report.to_dict())
         (tmp / "report.md").write_text(report.to_markdown() + "\n")
         plot_firing_rates(report.firing_rates, tmp / "firing_rates.png")
-        plot_spike_raster(model, first, "block.0.attn.q_lif", tmp / "spike_raster.png")
-        plot_attention_maps(model, first, tmp / "attention_maps.png", block=0, head=0)
+        names = list(neuron_layer_names(model))
+        raster = next((n for n in names if n.endswith(".q_lif")), names[0])
+        plot_spike_raster(model, first, raster, tmp / "spike_raster.png")
+        if is_spikformer(model):
+            plot_attention_maps(
+                model, first, tmp / "attention_maps.png", block=0, head=0
+            )
     return report
