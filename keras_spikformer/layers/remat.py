@@ -50,8 +50,7 @@ def rematerialize(layer, call, *inputs):
 
     Only `inputs` (and the outputs) are kept for the backward pass; every
     activation inside `call` is recomputed from them when the gradient is
-    taken (`keras.remat`: `tf.recompute_grad`, `jax.checkpoint`,
-    `torch.utils.checkpoint`). Variable assignments inside `call` (batch-norm
+    taken (`tf.recompute_grad`, `torch.utils.checkpoint`, `jax_recompute`). Variable assignments inside `call` (batch-norm
     moving statistics) are collected instead of applied, returned out of the
     recomputed function and applied once, here: the recomputation in the
     backward pass assigns nothing, so the moving statistics move exactly as in
@@ -84,7 +83,57 @@ def rematerialize(layer, call, *inputs):
             )
         return outputs, [scope.assigned[id(v)] for v in assigned]
 
-    outputs, values = keras.remat(forward)(*inputs)
+    if keras.backend.backend() == "jax":
+        outputs, values = jax_recompute(forward, *inputs)
+    else:
+        outputs, values = keras.remat(forward)(*inputs)
     for variable, value in zip(assigned, values, strict=True):
         variable.assign(value)
     return outputs
+
+
+def jax_recompute(f, *args):
+    """`f(*args)` whose JAX gradient recomputes `f` once the cotangent arrives.
+
+    With `jax.checkpoint` (`keras.remat` on JAX), XLA:CPU drops the
+    optimisation barrier before common-subexpression elimination and merges
+    the recomputation back into the forward pass: nothing is recomputed and
+    nothing saved (measured). Here the recomputation's inputs get a real data
+    dependency on the cotangent (`x + where(c == c, 0, nan)`, which no
+    compiler may fold), as `tf.recompute_grad` does, so it is a different
+    computation that can only run when the backward pass reaches `f`.
+
+    Args:
+        f: a pure function of JAX arrays (it may close over traced values,
+            e.g. the trainer's variables).
+        *args: its arguments.
+
+    Returns:
+        `f(*args)`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    converted, consts = jax.closure_convert(f, *args)
+    num_args = len(args)
+
+    @jax.custom_vjp
+    def run(*inputs):
+        return converted(*inputs)
+
+    def forward(*inputs):
+        return converted(*inputs), inputs  # keeps only the inputs
+
+    def backward(inputs, cotangents):
+        leaf = jax.tree_util.tree_leaves(cotangents)[0]
+        first = jnp.reshape(leaf, (-1,))[0].astype("float32")
+        zero = jnp.where(first == first, 0.0, jnp.nan)
+        tied = [
+            x + zero.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+            for x in inputs[:num_args]
+        ]
+        _, vjp = jax.vjp(converted, *tied, *inputs[num_args:])
+        return vjp(cotangents)
+
+    run.defvjp(forward, backward)
+    return run(*args, *consts)
