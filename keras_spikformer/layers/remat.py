@@ -50,11 +50,11 @@ def rematerialize(layer, call, *inputs):
 
     Only `inputs` (and the outputs) are kept for the backward pass; every
     activation inside `call` is recomputed from them when the gradient is
-    taken (`tf.recompute_grad`, `torch.utils.checkpoint`, `jax_recompute`). Variable assignments inside `call` (batch-norm
-    moving statistics) are collected instead of applied, returned out of the
-    recomputed function and applied once, here: the recomputation in the
-    backward pass assigns nothing, so the moving statistics move exactly as in
-    the plain step.
+    taken (`tf.recompute_grad`, `torch.utils.checkpoint`, `jax_recompute`).
+    Variable assignments inside `call` (batch-norm moving statistics) are
+    collected instead of applied, returned out of the recomputed function and
+    applied once, here: the recomputation in the backward pass assigns
+    nothing, so the moving statistics move exactly as in the plain step.
 
     Args:
         layer: the layer whose variables `call` may assign.
@@ -67,7 +67,7 @@ def rematerialize(layer, call, *inputs):
         The outputs of `call(*inputs)`.
 
     Example:
-    >>> y = rematerialize(block, lambda x: block.forward(x, training=True), x)
+    >>> y = rematerialize(layer, lambda x: layer.call(x, training=True), x)
     """
     variables = list(layer.variables)
     assigned = []  # the variables `call` assigns (the same on every run)
