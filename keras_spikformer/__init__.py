@@ -1,6 +1,6 @@
 """keras-spikformer: Spikformer spiking transformers for Keras 3."""
 
-from keras_spikformer import convert, layers, neurons
+from keras_spikformer import convert, inference, layers, neurons
 from keras_spikformer import xla_cpu_flags as _xla_cpu_flags
 from keras_spikformer.hub import upload_preset
 from keras_spikformer.layers import (
@@ -68,6 +68,7 @@ __all__ = [
     "Surrogate",
     "__version__",
     "convert",
+    "inference",
     "layers",
     "neurons",
     "record_spikes",
