@@ -115,6 +115,9 @@ def test_energy_counts_match_hand_computed_values(name):
     assert counting_rules(model, {}).notes in report.conventions
 
 
+# Large: the fixture tests above already run the report on every backend; this
+# one adds the zoo's tiny presets (eager JAX takes minutes for the three).
+@pytest.mark.large
 @pytest.mark.parametrize("preset", TINY)
 def test_energy_report_runs_on_each_tiny_preset(preset):
     model = presets.task_class(preset).from_preset(preset, load_weights=False)
