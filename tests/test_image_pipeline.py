@@ -347,3 +347,13 @@ def test_input_pipeline_benchmark_writes_its_record(tmp_path):
         assert record["train_images_per_second"] > 0
         assert record["eval_images_per_second"] > 0 and record["peak_rss_mb"] > 0
     assert len(list((tmp_path / "cache").rglob("*.JPEG"))) == 24 + 24
+
+
+@pytest.mark.backend_independent
+def test_unprepared_tfds_directory_gives_the_clear_error(tmp_path):
+    from keras_spikformer.data.image_datasets import tfds_images
+
+    with pytest.raises(FileNotFoundError, match="not prepared in .*tfds build"):
+        tfds_images("cifar10", str(tmp_path), (32, 32))
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        tfds_images("cifar10", str(tmp_path / "missing"), (32, 32))

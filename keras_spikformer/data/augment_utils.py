@@ -33,19 +33,30 @@ def normalizer(recipe):
     Without a `normalize` section, pixels are scaled to 0..1.
     """
     norm = recipe.normalize or {}
-    mean = np.asarray(norm.get("mean", (0.0, 0.0, 0.0)), "float32") * 255.0
-    std = np.asarray(norm.get("std", (1.0, 1.0, 1.0)), "float32") * 255.0
+    mean = np.asarray(norm.get("mean", (0.0, 0.0, 0.0)), "float64") * 255.0
+    std = np.asarray(norm.get("std", (1.0, 1.0, 1.0)), "float64") * 255.0
     if not norm:
         std = np.full_like(std, 255.0)
+    scale = (1.0 / std).astype("float32")
+    offset = (-mean / std).astype("float32")
 
     def normalize(images):
-        return (images - mean) / std
+        # uint8 pixels are within 0..255 already; one multiply-add pass.
+        if images.dtype != tf.uint8:
+            images = tf.clip_by_value(images, 0.0, 255.0)
+        return tf.cast(images, tf.float32) * scale + offset
 
     return normalize
 
 
+def fill_colour(recipe):
+    """timm's `img_mean` fill of RandAugment's geometric ops: `round(255 * mean)`."""
+    mean = (recipe.normalize or {}).get("mean", (0.5, 0.5, 0.5))
+    return tuple(float(min(255, round(255 * m))) for m in mean)
+
+
 def check_images(images):
-    """A float32 batch `[batch, height, width, channels]`, or a clear error."""
+    """A batch `[batch, height, width, channels]` (uint8 kept), or a clear error."""
     images = tf.convert_to_tensor(images)
     if images.shape.rank != 4:
         raise ValueError(
@@ -53,7 +64,7 @@ def check_images(images):
             f"shape {images.shape}. Batch the dataset before mapping the "
             "augmentation: `ds.batch(b).map(augment)`."
         )
-    return tf.cast(images, tf.float32)
+    return images if images.dtype == tf.uint8 else tf.cast(images, tf.float32)
 
 
 def to_size(image_size):

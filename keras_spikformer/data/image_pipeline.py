@@ -2,21 +2,23 @@
 
 Per epoch `e`: the source's elements in an order fixed by `(seed, e)` (files
 shuffled; TFDS shards shuffled, interleaved and shuffled in windows of
-encoded records bounded in bytes) -> numbered -> read and decoded late with
-the per-example geometry (crop while decoding, resize, flip; stateless draws
-from `(seed, e, position)`) -> unreadable or corrupt files dropped and counted
--> `batch(drop_remainder=True)` -> `take(steps)`. Epochs are chained with
-`flat_map`; the batch stage (RandAugment, normalise, erasing, MixUp/CutMix)
-then runs on batches of static shape, and batches are prefetched.
+encoded records bounded in bytes) -> numbered -> read and decoded late in a parallel map with the
+per-example work in `uint8` (crop while decoding, resize, flip, RandAugment;
+stateless draws from `(seed, e, position)`) -> unreadable or corrupt files
+dropped and counted -> `batch(drop_remainder=True)` (uint8) -> `take(steps)`.
+Epochs are chained with `flat_map`; the batch stage (normalise, erasing,
+MixUp/CutMix) then runs on batches of static shape, and batches are
+prefetched.
 
 An epoch that lost files to decoding errors is topped up from a second pass
 over the same order, so every epoch has exactly `steps` batches and a bad
 file never stops `fit` mid-epoch. Memory does not grow with the dataset: the
 only per-example state is the list of file names (or shard names).
 
-A resumed run (`start_epoch > 0`) sees the same examples, crops and flips as
-an uninterrupted one; the batch stage's random draws come from stateful
-generators (as before this pipeline), so they are not replayed.
+A resumed run (`start_epoch > 0`) sees the same examples, crops, flips and
+RandAugment ops as an uninterrupted one; the batch stage's random draws
+(erasing, MixUp/CutMix) come from stateful generators, so they are not
+replayed.
 
 Example:
 ```python

@@ -90,30 +90,37 @@ class MixUpCutMix:
         right = tf.clip_by_value(cx + cut_w // 2, 0, width)
         return top, bottom, left, right
 
-    def __call__(self, images, labels):
-        if not self.active:
-            return images, labels
-        images = tf.convert_to_tensor(images)
-        height, width = images.shape[1], images.shape[2]
+    def draw(self, height, width):
+        """One batch's random draws `(apply, use_cutmix, lam, box)` (see `apply`)."""
         apply, use_cutmix, lam = self._params()
-        top, bottom, left, right = self._cutmix_box(height, width, lam)
+        return apply, use_cutmix, lam, tf.stack(self._cutmix_box(height, width, lam))
 
-        def cutmix():
-            rows = tf.range(height)[:, None]
-            cols = tf.range(width)[None, :]
-            inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
-            mixed = tf.where(inside[None, :, :, None], tf.reverse(images, [0]), images)
-            area = tf.cast((bottom - top) * (right - left), tf.float32)
-            return mixed, 1.0 - area / float(height * width)
+    def apply(self, images, labels, params):
+        """Mixes a batch with the draws of `draw` (XLA-compilable: no random ops)."""
+        apply, use_cutmix, lam, box = params
+        top, bottom, left, right = tf.unstack(box)
+        height, width = images.shape[1], images.shape[2]
 
-        def mixup():
-            return lam * images + (1.0 - lam) * tf.reverse(images, [0]), lam
-
-        def keep():
-            return images, tf.constant(1.0)
-
-        mixed, lam = tf.cond(apply, lambda: tf.cond(use_cutmix, cutmix, mixup), keep)
+        rows = tf.range(height)[:, None]
+        cols = tf.range(width)[None, :]
+        inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+        inside = tf.cast(inside & apply & use_cutmix, images.dtype)
+        area = tf.cast((bottom - top) * (right - left), tf.float32)
+        cut_lam = 1.0 - area / float(height * width)
+        lam = tf.where(apply, tf.where(use_cutmix, cut_lam, lam), 1.0)
+        # One pass: own * images + other * mirrored images, per pixel. CutMix:
+        # weights 0/1 inside the box (exact copies); MixUp: lam, 1 - lam.
+        own = tf.where(apply & use_cutmix, 1.0 - inside, lam)[None, :, :, None]
+        other = tf.where(apply & use_cutmix, inside, 1.0 - lam)[None, :, :, None]
+        mixed = own * images + other * tf.reverse(images, [0])
         mixed_labels = lam * labels + (1.0 - lam) * tf.reverse(labels, [0])
         mixed.set_shape(images.shape)
         mixed_labels.set_shape(labels.shape)
         return mixed, mixed_labels
+
+    def __call__(self, images, labels):
+        if not self.active:
+            return images, labels
+        images = tf.convert_to_tensor(images)
+        params = self.draw(images.shape[1], images.shape[2])
+        return self.apply(images, labels, params)
