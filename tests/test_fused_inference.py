@@ -138,6 +138,7 @@ def test_trained_preset_on_real_digits_agrees():
     assert close.mean() >= 0.95, f"only {close.mean():.1%} of images within 1e-5"
 
 
+@pytest.mark.backend_independent  # folding is numpy; no backend arithmetic checked
 def test_refresh_follows_new_weights():
     model, npz = fixture_model("cifar10_small")
     fused = fuse(model)
@@ -181,6 +182,7 @@ def test_folded_weights_equal_batch_norm_after_linear(linear):
     np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.backend_independent  # folding is numpy; no backend arithmetic checked
 def test_folding_a_non_linear_layer_is_refused():
     pool = keras.layers.MaxPooling2D()
     bn = keras.layers.BatchNormalization()
@@ -189,6 +191,7 @@ def test_folding_a_non_linear_layer_is_refused():
         folded_weights(pool, bn)
 
 
+@pytest.mark.backend_independent  # folding is numpy; no backend arithmetic checked
 def test_fixture_config_is_unchanged_by_fusing():
     model, npz = fixture_model("cifar10_small")
     before = [ops.convert_to_numpy(v) for v in model.variables]
