@@ -11,6 +11,11 @@ from keras_spikformer.models.spikformer.spikformer_backbone import SpikformerBac
 
 PRESET = "spikformer_tiny_digits"  # 16x16x1, T=2, one block of width 64
 
+# Compiling the two JAX train steps takes about a minute (TensorFlow and torch:
+# ~10 s); the JAX remat gradients are also checked against the reference
+# fixtures in tests/test_reference_exactness.py (quick loop).
+pytestmark = [pytest.mark.large] if keras.backend.backend() == "jax" else []
+
 
 def build(remat):
     keras.utils.set_random_seed(0)
