@@ -5,7 +5,8 @@
 # With BEFORE_COMMIT (e.g. 7a1fc01), also measures that commit's code through a git worktree.
 set -euo pipefail
 PY=${PYTHON:-python}
-R=benchmarks/results
+R=${RESULTS:-benchmarks/results/cpu_table}
+mkdir -p "$R"
 B="benchmarks/throughput.py --preset spikformer_4_384_cifar10 --batch-size 32"
 $PY $B --backend tensorflow --mode train --json $R/tensorflow_train.json
 $PY $B --backend tensorflow --mode train --remat --json $R/tensorflow_train_remat.json
@@ -26,6 +27,7 @@ if [ $# -ge 1 ]; then
     git worktree add -f "$before" "$1" >/dev/null
     PYTHONPATH="$before" $PY $B --backend tensorflow --mode train --json $R/tensorflow_train_before.json
     PYTHONPATH="$before" $PY $B --backend jax --mode train --json $R/jax_train_before.json
+    PYTHONPATH="$before" $PY $B --backend torch --mode train --json $R/torch_train_before.json
     git worktree remove --force "$before"
 fi
 # The reference (ZK-Zhou/spikformer, SpikingJelly neurons on the torch backend) in the same
