@@ -26,13 +26,12 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine_info import machine_info  # noqa: E402
+from machine_info import git_commit, machine_info, write_record  # noqa: E402
 from throughput import peak_rss_mb  # noqa: E402
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
@@ -288,19 +287,6 @@ def build_reference(model_py, folder, kwargs):
     return model, len(neurons)
 
 
-def _checkout_commit(root):
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return out.stdout.strip()
-
-
 def run(args):
     config, num_classes = read_preset(args.preset)
     folder, kwargs = reference_variant(config, num_classes)
@@ -376,7 +362,7 @@ def run(args):
         "reference_model": f"{folder}/model.py",
         "reference_sha256": hashlib.sha256(model_py.read_bytes()).hexdigest()[:12],
         "xla_flags": "",
-        "commit": _checkout_commit(model_py.parent.parent),
+        "commit": git_commit(model_py.parent.parent),
     }
 
 
@@ -388,11 +374,7 @@ def main(argv=None):
     for row in (keys, ["---"] * len(keys), [str(record[k]) for k in keys]):
         print("| " + " | ".join(row) + " |")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, args.json)
+        write_record(record, args.json)
     return record
 
 

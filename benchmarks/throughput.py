@@ -23,7 +23,6 @@ process: run the script once per configuration.
 """
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -32,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine_info import machine_info  # noqa: E402
+from machine_info import git_commit, machine_info, write_record  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -106,21 +105,9 @@ def device_name():
 
 def source_commit():
     """Short git commit of the imported keras_spikformer, or "" outside a checkout."""
-    import subprocess
-
     import keras_spikformer
 
-    where = os.path.dirname(os.path.abspath(keras_spikformer.__file__))
-    try:
-        out = subprocess.run(
-            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return out.stdout.strip()
+    return git_commit(os.path.dirname(os.path.abspath(keras_spikformer.__file__)))
 
 
 def run(args):
@@ -297,11 +284,7 @@ def main(argv=None):
     print("|" + "---|" * len(keys))
     print("| " + " | ".join(str(record[k]) for k in keys) + " |")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, args.json)
+        write_record(record, args.json)
     return record
 
 
