@@ -92,3 +92,21 @@ def test_augment_image_draws_depend_only_on_the_seed():
     np.testing.assert_array_equal(off.augment_image(image, [1, 2]).numpy(), image)
     batch = RandAugment(seed=0)(tf.stack([image, image]))
     assert batch.dtype == tf.float32 and batch.shape == (2, 40, 40, 3)
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("name", RAND_AUGMENT_OPS["timm"])
+def test_compiled_augment_gives_the_op_by_op_pixels(name):
+    # augment_image runs one XLA program for static shapes; it must give the
+    # pixels of the op-by-op graph that test_each_op_gives_pils_pixels checks.
+    ra = RandAugment(magnitude=9, num_ops=1, magnitude_std=0.5, ops=(name,), prob=1.0)
+    image = tf.constant(photo())
+    for i in range(3):
+        got = ra.augment_image(image, [3, i]).numpy()
+        seeds = tf.random.experimental.stateless_split(tf.constant([3, i], tf.int64), 2)
+        draws = tf.random.stateless_uniform([1, 3], seeds[0])
+        noise = tf.random.stateless_normal([1], seeds[1])
+        want = ra._augment(image, draws, noise).numpy()
+        diff = np.abs(got.astype("int32") - want)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.005, (name, diff.max())
+        assert not np.array_equal(got, image.numpy()) or name == "auto_contrast"

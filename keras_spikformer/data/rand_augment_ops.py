@@ -76,8 +76,10 @@ def _equalize(images):
     pixels = tf.transpose(tf.reshape(pixels, [batch, -1, channels]), [0, 2, 1])
     offsets = 256 * tf.range(batch * channels)
     flat = tf.reshape(pixels, [batch * channels, -1]) + offsets[:, None]
-    hist = tf.math.bincount(
-        tf.reshape(flat, [-1]), minlength=256 * batch * channels, dtype=tf.int32
+    # A segment sum rather than `bincount`, which XLA cannot compile.
+    flat = tf.reshape(flat, [-1])
+    hist = tf.math.unsorted_segment_sum(
+        tf.ones_like(flat), flat, 256 * batch * channels
     )
     hist = tf.reshape(hist, [batch * channels, 256])
     last = 255 - tf.argmax(
