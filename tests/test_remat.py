@@ -1,4 +1,4 @@
-"""`remat=True`: each block recomputed in the backward pass, same training step."""
+"""`remat=True`: each stem stage and block recomputed in backprop, same training step."""
 
 import keras
 import numpy as np
@@ -8,6 +8,7 @@ from keras_spikformer import Spikformer
 from keras_spikformer.layers import SpikformerBlock
 from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.spikformer.spikformer_backbone import SpikformerBackbone
+from keras_spikformer.models.spikformer.spikformer_layers import SpikingPatchSplitting
 
 PRESET = "spikformer_tiny_digits"  # 16x16x1, T=2, one block of width 64
 
@@ -59,12 +60,12 @@ def plain_and_remat():
     return one_step(False), one_step(True)
 
 
-def test_remat_is_on_in_every_block(plain_and_remat):
+def test_remat_is_on_in_the_stem_and_every_block(plain_and_remat):
     (plain, *_), (remat, *_) = plain_and_remat
-    blocks = [
-        layer for layer in remat.backbone.layers if isinstance(layer, SpikformerBlock)
-    ]
-    assert blocks and all(block.remat for block in blocks)
+    units = (SpikformerBlock, SpikingPatchSplitting)
+    units = [layer for layer in remat.backbone.layers if isinstance(layer, units)]
+    assert len(units) == 1 + remat.backbone.num_layers
+    assert all(unit.remat for unit in units)
     assert not any(getattr(layer, "remat", False) for layer in plain.backbone.layers)
 
 
@@ -80,11 +81,12 @@ def test_remat_step_has_the_plain_loss_and_gradients(plain_and_remat):
 
 def test_remat_step_updates_moving_statistics_once(plain_and_remat):
     (model, _, _, stats), (_, _, _, remat_stats) = plain_and_remat
-    block_stats = [path for path in stats if "block_0" in path]
-    assert block_stats and stats.keys() == remat_stats.keys()
+    assert stats.keys() == remat_stats.keys()
     # One update moves the means away from 0 and the variances away from 1;
     # a second one would move them further than the plain step's.
-    assert any(np.abs(stats[path]).max() > 1e-3 for path in block_stats)
+    for unit in ("stage_0", "stage_3", "rpe", "block_0"):
+        means = [path for path in stats if unit in path and "moving_mean" in path]
+        assert means and np.abs(stats[means[0]]).max() > 1e-3, unit
     for path, value in stats.items():
         np.testing.assert_allclose(remat_stats[path], value, atol=1e-6, err_msg=path)
 

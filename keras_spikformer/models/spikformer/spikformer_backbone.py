@@ -80,11 +80,11 @@ class SpikformerBackbone(Backbone):
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
             options shared by every neuron (see `LIFNeuron`).
         attention_v_threshold: float, threshold of the attention neuron. Defaults to `0.5`.
-        remat: bool, in training recompute every Spikformer block in the
-            backward pass from its input instead of storing its activations
-            (less memory, about one more forward pass of the blocks; batch-norm
-            moving statistics are still updated once per step; see
-            `benchmarks/README.md`). Defaults to `False`.
+        remat: bool, in training recompute each stem stage and every
+            Spikformer block in the backward pass from its input instead of
+            storing its activations (less memory, about one more forward pass
+            per step; batch-norm moving statistics are still updated once per
+            step; see `benchmarks/README.md`). Defaults to `False`.
         dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
         **kwargs: `name`, `trainable`.
 
@@ -143,7 +143,7 @@ class SpikformerBackbone(Backbone):
         x = SpikingPatchSplitting(
             hidden_dim, patch_size, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
-            name="patch_embed", dtype=policy,
+            remat=remat, name="patch_embed", dtype=policy,
         )(inputs)  # fmt: skip
         for i in range(num_layers):
             x = SpikformerBlock(

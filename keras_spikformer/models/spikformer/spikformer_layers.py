@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.max_pool import max_pool_3x3_s2
+from keras_spikformer.layers.remat import rematerialize
 from keras_spikformer.layers.spiking_units import SpikingConv2D
 from keras_spikformer.layers.time_folding import fold_time, unfold_time
 
@@ -41,6 +42,10 @@ class SpikingPatchSplitting(keras.layers.Layer):
             images `[batch, height, width, channels]` and encodes them directly
             over `num_timesteps` steps, running the first convolution and batch
             norm once instead of T times (same outputs as repeating the image).
+        remat: bool, in training recompute each stage (conv, batch norm, LIF
+            and its pooling) and the position embedding in the backward pass,
+            keeping only the spikes between stages (batch-norm moving
+            statistics are still updated once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, height, width, channels]` (or static images,
@@ -56,7 +61,13 @@ class SpikingPatchSplitting(keras.layers.Layer):
     """
 
     def __init__(
-        self, hidden_dim, patch_size=4, neuron_config=None, num_timesteps=None, **kwargs
+        self,
+        hidden_dim,
+        patch_size=4,
+        neuron_config=None,
+        num_timesteps=None,
+        remat=False,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if hidden_dim % 8:
@@ -69,6 +80,7 @@ class SpikingPatchSplitting(keras.layers.Layer):
         self.patch_size = int(patch_size)
         self.neuron_config = dict(neuron_config or {})
         self.num_timesteps = None if num_timesteps is None else int(num_timesteps)
+        self.remat = bool(remat)
 
     @property
     def num_pooled_stages(self):
@@ -124,16 +136,31 @@ class SpikingPatchSplitting(keras.layers.Layer):
         first_pooled = NUM_STAGES - self.num_pooled_stages
         x = inputs
         for i, stage in enumerate(self.stages):
-            if i == 0 and static:  # direct encoding folded into the first stage
-                x = stage(x, training=training, num_timesteps=num_timesteps)
-            else:
-                x = stage(x, training=training)
-            if i >= first_pooled:
-                x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
-        x = x + self.rpe(x, training=training)
+            # Direct encoding is folded into the first stage.
+            steps = num_timesteps if i == 0 and static else None
+            pooled = i >= first_pooled
+
+            def run(x, training, stage=stage, steps=steps, pooled=pooled):
+                x = stage(x, training=training, num_timesteps=steps)
+                if pooled:
+                    x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
+                return x
+
+            x = self._unit(stage, run, x, training)
+
+        def embed(x, training):
+            return x + self.rpe(x, training=training)
+
+        x = self._unit(self.rpe, embed, x, training)
         return ops.reshape(
             x, (-1, num_timesteps, x.shape[2] * x.shape[3], self.hidden_dim)
         )
+
+    def _unit(self, layer, run, x, training):
+        """`run(x, training)`, recomputed in the backward pass with `remat`."""
+        if self.remat and training:
+            return rematerialize(layer, lambda x: run(x, True), x)
+        return run(x, training)
 
     def compute_output_shape(self, input_shape):
         shape = self._sequence_shape(input_shape)
@@ -148,6 +175,7 @@ class SpikingPatchSplitting(keras.layers.Layer):
                 "patch_size": self.patch_size,
                 "neuron_config": self.neuron_config,
                 "num_timesteps": self.num_timesteps,
+                "remat": self.remat,
             }
         )
         return config
