@@ -33,6 +33,7 @@ def _load(name):
 collect = _load("collect")
 machine_info = _load("machine_info")
 reference = _load("reference_throughput")
+roofline = _load("roofline")
 
 AVX2_CPU = {
     "cpu_model": "AMD EPYC",
@@ -191,3 +192,24 @@ def test_presets_without_a_reference_counterpart_are_refused(tmp_path):
         reference.reference_variant(config, classes)
     with pytest.raises(SystemExit, match="not a checkout of ZK-Zhou/spikformer"):
         reference.check_checkout(tmp_path, "cifar10")
+
+
+def test_roofline_counts_three_forward_passes_per_training_image():
+    records = [
+        {"_file": "a.json", "mode": "train", "images_per_second": 2.0},
+        {
+            "_file": "r.json",
+            "mode": "infer",
+            "images_per_second": 10.0,
+            "implementation": "reference",
+        },
+        {"_file": "m.json", "record": "machine"},
+    ]
+    rows = roofline.rows(records, gflop_infer=5.0, peak=100.0)
+    assert [r["name"] for r in rows] == ["a.json", "r.json"]
+    assert rows[0]["gflops"] == 30.0 and rows[0]["share_of_peak"] == 0.3
+    assert rows[1]["gflops"] == 50.0 and rows[1]["implementation"] == "reference"
+
+
+def test_matmul_peak_is_a_positive_rate():
+    assert roofline.matmul_peak_gflops(size=64, repeats=1) > 0
