@@ -8,6 +8,7 @@ from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
     MetaSpikeFormerRepConv,
     _SpikingBlockBase,
+    fresh,
     neuron,
     time_shape,
 )
@@ -151,12 +152,12 @@ class MetaSpikeFormerMLP(_SpikingBlockBase):
         hidden = int(channels * self.mlp_ratio)
         self.fc1_lif = neuron("fc1_lif", self.neuron_config, dtype)
         self.fc1 = keras.layers.Dense(
-            hidden, kernel_initializer=init, name="fc1", dtype=dtype
+            hidden, kernel_initializer=fresh(init), name="fc1", dtype=dtype
         )
         self.fc1_bn = BatchNorm(name="fc1_bn", dtype=dtype)
         self.fc2_lif = neuron("fc2_lif", self.neuron_config, dtype)
         self.fc2 = keras.layers.Dense(
-            channels, kernel_initializer=init, name="fc2", dtype=dtype
+            channels, kernel_initializer=fresh(init), name="fc2", dtype=dtype
         )
         self.fc2_bn = BatchNorm(name="fc2_bn", dtype=dtype)
         folded = folded_shape(input_shape)

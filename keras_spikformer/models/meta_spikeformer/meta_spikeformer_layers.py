@@ -15,6 +15,18 @@ def neuron(name, neuron_config, dtype, **overrides):
     return LIFNeuron(**{**neuron_config, **overrides}, name=name, dtype=dtype)
 
 
+def fresh(initializer):
+    """A new instance of `initializer` for one variable.
+
+    An unseeded Keras initializer instance draws its seed once, when it is
+    created, so calling one instance for several variables of the same shape
+    gives them identical values (e.g. every q/k/v/proj RepConv of a block).
+    A copy from its config draws a new seed (reproducible under
+    `keras.utils.set_random_seed`); a seeded initializer stays seeded.
+    """
+    return initializer.__class__.from_config(initializer.get_config())
+
+
 def built(layer, input_shape):
     """Builds `layer` for `input_shape` and returns its output shape."""
     layer.build(input_shape)
@@ -130,15 +142,17 @@ class MetaSpikeFormerRepConv(keras.layers.Layer):
         channels = input_shape[-1]
         init, dtype = self.kernel_initializer, self.dtype_policy
         self.conv1 = keras.layers.Dense(
-            channels, use_bias=False, kernel_initializer=init, name="conv1", dtype=dtype
-        )
+            channels, use_bias=False, kernel_initializer=fresh(init), name="conv1",
+            dtype=dtype,
+        )  # fmt: skip
         self.bn_pad = MetaSpikeFormerBNAndPad(1, name="bn_pad", dtype=dtype)
         self.depthwise = keras.layers.DepthwiseConv2D(
-            3, use_bias=False, depthwise_initializer=init, name="depthwise", dtype=dtype
-        )
-        self.conv2 = keras.layers.Dense(
-            self.filters, use_bias=False, kernel_initializer=init, name="conv2",
+            3, use_bias=False, depthwise_initializer=fresh(init), name="depthwise",
             dtype=dtype,
+        )  # fmt: skip
+        self.conv2 = keras.layers.Dense(
+            self.filters, use_bias=False, kernel_initializer=fresh(init),
+            name="conv2", dtype=dtype,
         )  # fmt: skip
         self.bn = BatchNorm(name="bn", dtype=dtype)
         shape = built(self.conv1, input_shape)
@@ -221,18 +235,19 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
         hidden = self.expansion * channels
         self.lif1 = neuron("lif1", self.neuron_config, dtype)
         self.pwconv1 = keras.layers.Dense(
-            hidden, use_bias=False, kernel_initializer=init, name="pwconv1", dtype=dtype
-        )
+            hidden, use_bias=False, kernel_initializer=fresh(init), name="pwconv1",
+            dtype=dtype,
+        )  # fmt: skip
         self.bn1 = BatchNorm(name="bn1", dtype=dtype)
         self.lif2 = neuron("lif2", self.neuron_config, dtype)
         self.dwconv = keras.layers.DepthwiseConv2D(
             self.kernel_size, padding="same", use_bias=False,
-            depthwise_initializer=init, name="dwconv", dtype=dtype,
+            depthwise_initializer=fresh(init), name="dwconv", dtype=dtype,
         )  # fmt: skip
         self.pwconv2 = keras.layers.Dense(
             channels,
             use_bias=False,
-            kernel_initializer=init,
+            kernel_initializer=fresh(init),
             name="pwconv2",
             dtype=dtype,
         )
@@ -288,13 +303,13 @@ class MetaSpikeFormerConvBlock(_SpikingBlockBase):
         self.lif1 = neuron("lif1", self.neuron_config, dtype)
         self.conv1 = keras.layers.Conv2D(
             self.expansion * channels, 3, padding="same", use_bias=False,
-            kernel_initializer=init, name="conv1", dtype=dtype,
+            kernel_initializer=fresh(init), name="conv1", dtype=dtype,
         )  # fmt: skip
         self.bn1 = BatchNorm(name="bn1", dtype=dtype)
         self.lif2 = neuron("lif2", self.neuron_config, dtype)
         self.conv2 = keras.layers.Conv2D(
             channels, 3, padding="same", use_bias=False,
-            kernel_initializer=init, name="conv2", dtype=dtype,
+            kernel_initializer=fresh(init), name="conv2", dtype=dtype,
         )  # fmt: skip
         self.bn2 = BatchNorm(name="bn2", dtype=dtype)
         self.lif1.build(input_shape)
@@ -360,7 +375,7 @@ class MetaSpikeFormerDownsampling(_SpikingBlockBase):
             self.lif.build(input_shape)
         self.conv = keras.layers.Conv2D(
             self.filters, self.kernel_size, strides=self.strides, padding="valid",
-            kernel_initializer=self.kernel_initializer, name="conv", dtype=dtype,
+            kernel_initializer=fresh(self.kernel_initializer), name="conv", dtype=dtype,
         )  # fmt: skip
         self.bn = BatchNorm(name="bn", dtype=dtype)
         self.bn.build(built(self.conv, self._padded(folded)))
