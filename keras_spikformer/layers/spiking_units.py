@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.dense import Dense
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.neurons import LIFNeuron
 
@@ -106,7 +107,7 @@ class SpikingDense(SpikingUnit):
         self.use_bias = bool(use_bias)
 
     def make_synapse(self):
-        return keras.layers.Dense(
+        return Dense(
             self.units,
             use_bias=self.use_bias,
             kernel_initializer=self.kernel_initializer,
