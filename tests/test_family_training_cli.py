@@ -51,10 +51,9 @@ def test_cli_trains_the_tiny_qkformer(tmp_path, capsys, eager_fit):
 
 @pytest.mark.large
 def test_cli_fine_tunes_a_converted_meta_spikeformer(tmp_path, capsys, eager_fit):
-    # The reference fixture's checkpoint converted by the CLI, then trained on
-    # CIFAR-sized images (upscaled to the preset's 64x64). A freshly initialised
-    # tiny Meta-SpikeFormer is silent and its surrogate gradients overflow to
-    # inf in the first step, so the run starts from the converted weights.
+    # The reference fixture's checkpoint converted by the CLI, then its weights
+    # trained as the tiny preset (attention scale 1.0, the fixture's is 0.125)
+    # on CIFAR-sized images (upscaled to the preset's 64x64).
     converted = tmp_path / "converted"
     convert = [
         "convert",
