@@ -227,11 +227,8 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
     kernel_size = 7
 
     def build(self, input_shape):
-        channels, dtype, init = (
-            input_shape[-1],
-            self.dtype_policy,
-            self.kernel_initializer,
-        )
+        channels, dtype = input_shape[-1], self.dtype_policy
+        init = self.kernel_initializer
         hidden = self.expansion * channels
         self.lif1 = neuron("lif1", self.neuron_config, dtype)
         self.pwconv1 = keras.layers.Dense(
@@ -245,12 +242,9 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
             depthwise_initializer=fresh(init), name="dwconv", dtype=dtype,
         )  # fmt: skip
         self.pwconv2 = keras.layers.Dense(
-            channels,
-            use_bias=False,
-            kernel_initializer=fresh(init),
-            name="pwconv2",
+            channels, use_bias=False, kernel_initializer=fresh(init), name="pwconv2",
             dtype=dtype,
-        )
+        )  # fmt: skip
         self.bn2 = BatchNorm(name="bn2", dtype=dtype)
         folded = folded_shape(input_shape)
         self.lif1.build(input_shape)
@@ -291,11 +285,8 @@ class MetaSpikeFormerConvBlock(_SpikingBlockBase):
     expansion = 4
 
     def build(self, input_shape):
-        channels, dtype, init = (
-            input_shape[-1],
-            self.dtype_policy,
-            self.kernel_initializer,
-        )
+        channels, dtype = input_shape[-1], self.dtype_policy
+        init = self.kernel_initializer
         self.sep_conv = MetaSpikeFormerSepConv(
             self.neuron_config, init, name="sep_conv", dtype=dtype
         )
