@@ -7,8 +7,8 @@ def check_remat(remat):
     """Returns `remat` as a bool, or raises a `ValueError` naming the fix.
 
     Args:
-        remat: `True` (recompute every block in the backward pass), `False`
-            or `None` (store activations).
+        remat: `True` (recompute every stem stage and block in the backward
+            pass), `False` or `None` (store activations).
 
     Returns:
         bool.
@@ -17,7 +17,8 @@ def check_remat(remat):
         return bool(remat)
     raise ValueError(
         f"`remat` must be True or False; got {remat!r}. `remat=True` recomputes "
-        "every block in the backward pass instead of storing its activations."
+        "every stem stage and block in the backward pass instead of storing "
+        "their activations."
     )
 
 
