@@ -11,10 +11,15 @@ def dense_matmul(x, kernel, bias=None):
 
     The forward pass is the same matrix product as `keras.layers.Dense`. The
     gradients are those of autodiff, written as 2-D products: `dx = dy @ W^T`,
-    `dW = x^T @ dy`, `db = sum(dy)`. JAX's transpose rule of a `[batch, tokens,
-    features]` product instead computes `dW^T = dy^T @ x`, for which XLA:CPU
-    materialises `dy` transposed; that copy, with the batch-norm backward fused
-    into it, cost as much as the product itself (`benchmarks/README.md`).
+    `dW = x^T @ dy`, `db = sum(dy)`. JAX's transpose rule of a `[batch,
+    tokens, features]` product instead computes `dW^T = dy^T @ x`, for which
+    XLA:CPU materialises `dy` transposed; that copy, with the batch-norm
+    backward fused into it, cost as much as the product itself (profile in
+    `benchmarks/profile_step.py`).
+
+    Meant for JAX (see `Dense`): TensorFlow's custom gradient refuses a
+    variable as `kernel`, and with Keras's torch custom gradient a variable
+    `kernel` received `dW` twice (through the forward pass too).
 
     Args:
         x: tensor `[..., in_features]` with static dimensions.
@@ -53,8 +58,10 @@ class Dense(keras.layers.Dense):
     """`keras.layers.Dense` with the training-step gradient of `dense_matmul`.
 
     Same variables, outputs and gradients as Keras's layer; only the order in
-    which the kernel gradient is written differs (see `dense_matmul`). Inputs
-    with an unknown dimension, quantized layers and LoRA fall back to Keras's
+    which the kernel gradient is written differs (see `dense_matmul`). Used on
+    JAX only: on TensorFlow it changed nothing measurable, on torch the custom
+    gradient made the eager training step slower. Other backends,
+    inputs with an unknown dimension, quantized layers and LoRA use Keras's
     `call`.
 
     Args:
@@ -67,7 +74,8 @@ class Dense(keras.layers.Dense):
 
     def call(self, inputs, training=None):
         plain = (
-            None not in tuple(inputs.shape)
+            keras.backend.backend() == "jax"
+            and None not in tuple(inputs.shape)
             and not getattr(self, "lora_enabled", False)
             and getattr(self, "quantization_mode", None) is None
             and len(self.kernel.shape) == 2
