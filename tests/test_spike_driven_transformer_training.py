@@ -6,14 +6,15 @@ import pytest
 from keras import ops
 
 from keras_spikformer.training import Recipe
+from keras_spikformer.training.lamb import TimmLamb
 from keras_spikformer.training.tet_loss import TETLoss
 
 
 def test_imagenet_recipes_use_lamb():
     recipe = Recipe.from_preset("sdt_8_768_imagenet")
     optimizer = recipe.make_optimizer(steps_per_epoch=10)
-    assert isinstance(optimizer, keras.optimizers.Lamb)
-    assert optimizer.global_clipnorm == 1.0 and optimizer.weight_decay == 0.01
+    assert isinstance(optimizer, TimmLamb) and not optimizer.trust_clip
+    assert optimizer.global_clipnorm == 1.0 and optimizer.lamb_weight_decay == 0.01
     assert "LAMB" in recipe.describe()
     assert isinstance(Recipe.from_preset("sdt_2_512_cifar10").make_optimizer(10),
                       keras.optimizers.AdamW)  # fmt: skip

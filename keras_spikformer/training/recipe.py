@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 
 from keras_spikformer import presets
+from keras_spikformer.training.lamb import TimmLamb
 from keras_spikformer.training.schedules import WarmupCosineDecay
 
 # Keras names of the variables timm keeps out of weight decay (its rule: every
@@ -31,9 +32,12 @@ class Recipe:
         epochs: int. Cosine epochs (timm's `epochs`); training runs
             `epochs + cooldown_epochs`.
         global_batch_size: int. Batch the reference trained with.
-        optimizer: str, `"adamw"` or `"lamb"` (Keras's `Lamb`, with timm's
-            global gradient-norm clip 1.0; the Spike-driven Transformer's
-            ImageNet and DVS128 Gesture recipes).
+        optimizer: str, `"adamw"` or `"lamb"` (timm's `Lamb` as
+            `training.lamb.TimmLamb`: global gradient-norm clip 1.0, weight
+            decay inside the trust ratio, no trust ratio for 1-d parameters;
+            the Spike-driven Transformer families' recipes).
+        trust_clip: bool, defaults to `False`. LAMB only: cap the trust ratio
+            at 1 (Meta-SpikeFormer's `Lamb(trust_clip=True)`).
         schedule: str, `"cosine"` (the only one supported).
         min_learning_rate: float, defaults to `1e-5`.
         warmup_epochs: int, defaults to `0`.
@@ -67,6 +71,7 @@ class Recipe:
     epochs: int
     global_batch_size: int
     optimizer: str = "adamw"
+    trust_clip: bool = False
     schedule: str = "cosine"
     min_learning_rate: float = 1e-5
     warmup_epochs: int = 0
@@ -212,7 +217,9 @@ class Recipe:
             )
         epochs = int(self.epochs if epochs is None else epochs)
         # MAE style: the cosine half cycle follows the warm-up inside `epochs`.
-        cosine_epochs = epochs - int(self.warmup_epochs) if self.warmup_prefix else epochs
+        cosine_epochs = (
+            epochs - int(self.warmup_epochs) if self.warmup_prefix else epochs
+        )
         return WarmupCosineDecay(
             learning_rate=self.scaled_learning_rate(global_batch_size),
             decay_steps=max(cosine_epochs, 1) * steps_per_epoch,
@@ -225,7 +232,7 @@ class Recipe:
     def make_optimizer(
         self, steps_per_epoch, epochs=None, global_batch_size=None, model=None
     ):
-        """AdamW with the recipe's schedule and weight-decay exclusions.
+        """The recipe's AdamW or LAMB, its schedule and weight-decay exclusions.
 
         Biases and batch-norm `gamma`/`beta` are excluded from weight decay
         (timm excludes every 1-d parameter); pass `model` to also exclude
@@ -238,17 +245,14 @@ class Recipe:
             model: optional Keras model whose 1-d variables are excluded.
 
         Returns:
-            A `keras.optimizers.AdamW`.
+            A `keras.optimizers.AdamW` or a `TimmLamb`.
         """
         schedule = self.make_schedule(steps_per_epoch, epochs, global_batch_size)
         if self.optimizer.lower() == "lamb":
-            # timm's Lamb: eps 1e-6, global gradient-norm clip 1.0. Keras's Lamb
-            # decouples weight decay and applies the trust ratio to every variable.
-            optimizer = keras.optimizers.Lamb(
+            optimizer = TimmLamb(
                 learning_rate=schedule,
                 weight_decay=float(self.weight_decay),
-                epsilon=1e-6,
-                global_clipnorm=1.0,
+                trust_clip=bool(self.trust_clip),
             )
         else:
             optimizer = keras.optimizers.AdamW(
@@ -315,11 +319,16 @@ class Recipe:
         """Readable summary, including the effect of the lr scaling rule."""
         rule = self.scaling_rule()
         lines = [f"Recipe ({self.source or 'in memory'})"]
+        lamb = self.optimizer.lower() == "lamb"
+        name = (
+            f"LAMB (timm{', trust clip' if self.trust_clip else ''})"
+            if lamb
+            else "AdamW"
+        )
         lines.append(
-            f"  optimizer: {'LAMB' if self.optimizer.lower() == 'lamb' else 'AdamW'} "
-            f"lr {self.learning_rate:g} at global batch "
+            f"  optimizer: {name} lr {self.learning_rate:g} at global batch "
             f"{self.global_batch_size}, weight decay {self.weight_decay:g} "
-            f"(not on {', '.join(NO_DECAY_NAMES)}), eps 1e-8"
+            f"(not on {', '.join(NO_DECAY_NAMES)}), eps {'1e-6' if lamb else '1e-8'}"
         )
         if global_batch_size is not None and global_batch_size != (
             self.global_batch_size
