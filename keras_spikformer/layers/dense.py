@@ -73,14 +73,14 @@ class Dense(keras.layers.Dense):
     """
 
     def call(self, inputs, training=None):
-        plain = (
+        use_custom = (
             keras.backend.backend() == "jax"
             and None not in tuple(inputs.shape)
             and not getattr(self, "lora_enabled", False)
             and getattr(self, "quantization_mode", None) is None
             and len(self.kernel.shape) == 2
         )
-        if not plain:
+        if not use_custom:
             return super().call(inputs, training=training)
         kernel = ops.cast(self.kernel, inputs.dtype)
         bias = None if self.bias is None else ops.cast(self.bias, inputs.dtype)
