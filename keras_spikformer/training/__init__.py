@@ -5,12 +5,13 @@ tf.data pipelines (TensorFlow), which model code on JAX or PyTorch does not.
 """
 
 from keras_spikformer.training.callbacks import MixupOffCallback
+from keras_spikformer.training.lamb import TimmLamb
 from keras_spikformer.training.recipe import Recipe
 from keras_spikformer.training.schedules import WarmupCosineDecay
 
 _TRAINER_NAMES = ("build_model", "evaluate", "train")
 
-__all__ = ["MixupOffCallback", "Recipe", "WarmupCosineDecay", *_TRAINER_NAMES]
+__all__ = ["MixupOffCallback", "Recipe", "TimmLamb", "WarmupCosineDecay", *_TRAINER_NAMES]
 
 
 def __getattr__(name):
