@@ -131,21 +131,15 @@ def main(argv=None):
         os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={dump_dir}"
     ).strip()
     import jax
-    import keras
-    import numpy as np
 
     from keras_spikformer import Spikformer
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from throughput import compile_for_training, random_batch
+
     model = Spikformer.from_preset(args.preset, load_weights=False)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch_size,) + tuple(model.inputs[0].shape[1:]))
-    x = x.astype("float32")
-    y = rng.integers(0, model.num_classes, args.batch_size)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(1e-4),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
-    )
+    x, y = random_batch(model, args.batch_size)
+    compile_for_training(model, jit_compile=True)
     for _ in range(2):  # compile, then one warm step
         model.train_on_batch(x, y)
     started, cpu = time.perf_counter(), time.process_time()

@@ -110,6 +110,27 @@ def source_commit():
     return git_commit(os.path.dirname(os.path.abspath(keras_spikformer.__file__)))
 
 
+def random_batch(model, batch_size):
+    """The benchmarks' fixed batch: normal images and random labels, seed 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shape = (batch_size,) + tuple(model.inputs[0].shape[1:])
+    x = rng.normal(size=shape).astype("float32")
+    return x, rng.integers(0, model.num_classes, batch_size)
+
+
+def compile_for_training(model, jit_compile):
+    """AdamW and sparse cross-entropy on logits: the timed training step."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+
+
 def run(args):
     os.environ["KERAS_BACKEND"] = args.backend
     import keras
@@ -127,16 +148,9 @@ def run(args):
         model = fuse(model)
     if args.input == "pipeline":
         return _pipeline_record(args, model, _run_pipeline(args, model))
-    rng = np.random.default_rng(0)
-    shape = (args.batch_size,) + tuple(model.inputs[0].shape[1:])
-    x = rng.normal(size=shape).astype("float32")
-    y = rng.integers(0, model.num_classes, args.batch_size)
+    x, y = random_batch(model, args.batch_size)
     if args.mode == "train":
-        model.compile(
-            optimizer=keras.optimizers.AdamW(1e-4),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=args.backend != "torch",
-        )
+        compile_for_training(model, jit_compile=args.backend != "torch")
 
         def step():
             model.train_on_batch(x, y)
