@@ -240,7 +240,9 @@ def test_ended_run_directory_written_by_us_can_restart(tmp_path):
 def test_sigint_during_training_then_resume(tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "keras_spikformer_cli", *TRAIN, "-o", str(out)]
-    argv += ["--epochs", "5", "--batch-size", "128"]
+    # Enough epochs that the run is still training when the signal arrives
+    # (5 quick epochs could all end between two polls on a busy CPU).
+    argv += ["--epochs", "20", "--batch-size", "128"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     saved = out / "backup" / "training_metadata.json"  # written after an epoch
@@ -256,4 +258,4 @@ def test_sigint_during_training_then_resume(tmp_path):
     assert last.startswith("keras-spikformer train: interrupted: rerun with --resume")
     resumed = subprocess.run(argv + ["--resume"], capture_output=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 5
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 20
