@@ -11,13 +11,16 @@ process, so that peak RSS belongs to that size.
 Usage:
     python benchmarks/input_pipeline.py --num-images 2000 --image-size 224 \\
         --json results/pipeline_2k.json [--format folder|tfds] \\
-        [--pipeline streaming|legacy] [--compare-reference]
+        [--pipeline streaming|legacy] [--compare-reference] [--cold-cache]
 
 `--pipeline legacy` measures the pipeline this project had before streaming
 (decode and squash to the model size, a shuffle buffer of decoded float32
 images, crops on batches). `--compare-reference` also times the reference's
 loader (torchvision `ImageFolder` + timm's `create_transform` + `Mixup`,
-PIL) on the same files; it needs torch, torchvision and timm.
+PIL) on the same files; it needs torch, torchvision and timm. `--cold-cache`
+drops the files from the page cache before each timed training pipeline (a
+first epoch read from disk); without it the files are read as found (warm
+after a previous run).
 """
 
 import argparse
@@ -56,6 +59,12 @@ def parse_args(argv=None):
         default=os.path.join(
             os.path.expanduser("~"), ".cache", "keras_spikformer", "input_pipeline"
         ),
+    )
+    parser.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="drop the dataset's files from the page cache before each timed "
+        "training pipeline (ours, then the reference's): files come from disk",
     )
     parser.add_argument("--compare-reference", action="store_true")
     parser.add_argument(
@@ -113,6 +122,32 @@ def load(args, root):
         _tfds_builder_class()  # registers the builder
         return tfds_images(TFDS_NAME, str(root / "tfds"), size)
     return image_folder(root / "folder", size)
+
+
+def evict_page_cache(root):
+    """Drops the files under `root` from the page cache, so the next read is cold.
+
+    `posix_fadvise(POSIX_FADV_DONTNEED)` per file: the kernel discards the
+    file's clean cached pages (no root needed).
+
+    Args:
+        root: folder (a `pathlib.Path` or str).
+
+    Returns:
+        Number of files advised.
+    """
+    if not hasattr(os, "posix_fadvise"):
+        raise SystemExit("--cold-cache needs os.posix_fadvise (Linux); drop it.")
+    count = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            count += 1
+    return count
 
 
 # -------------------------------------------------------------- measuring
@@ -293,6 +328,8 @@ def run(args):
         "batch_size": args.batch_size,
         "cores": cores(),
     }
+    if args.cold_cache:
+        evict_page_cache(root)
     if args.pipeline == "legacy":
         train_ips, eval_ips, cpu = measure_legacy(args, root, recipe)
     else:
@@ -304,7 +341,10 @@ def run(args):
     record["train_images_per_second_per_core"] = round(train_ips / cores(), 1)
     record["train_images_per_cpu_second"] = round(cpu["images_per_cpu_second"], 1)
     record["eval_images_per_second"] = round(eval_ips, 1)
+    record["page_cache"] = "cold" if args.cold_cache else "as found"
     if args.compare_reference:
+        if args.cold_cache:
+            evict_page_cache(root)
         ref = run_reference(args, root, recipe)
         ips = ref["reference_train_images_per_second"]
         record["reference_train_images_per_second"] = round(ips, 1)

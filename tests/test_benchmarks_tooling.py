@@ -6,6 +6,7 @@ made up, the presets are the zoo's.
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -213,3 +214,14 @@ def test_roofline_counts_three_forward_passes_per_training_image():
 
 def test_matmul_peak_is_a_positive_rate():
     assert roofline.matmul_peak_gflops(size=64, repeats=1) > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="Linux only")
+def test_cold_cache_advises_every_file_under_the_dataset(tmp_path):
+    pipeline = _load("input_pipeline")
+    for path in ("a/1.jpg", "a/2.jpg", "b/c/3.png"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"\xff\xd8" * 4096)
+    assert pipeline.evict_page_cache(tmp_path) == 3
+    args = pipeline.parse_args(["--cold-cache", "--num-images", "20"])
+    assert args.cold_cache and not pipeline.parse_args([]).cold_cache
