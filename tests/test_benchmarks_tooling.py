@@ -225,3 +225,10 @@ def test_cold_cache_advises_every_file_under_the_dataset(tmp_path):
     assert pipeline.evict_page_cache(tmp_path) == 3
     args = pipeline.parse_args(["--cold-cache", "--num-images", "20"])
     assert args.cold_cache and not pipeline.parse_args([]).cold_cache
+
+
+def test_unit_costs_refuses_zero_repeats():
+    unit_costs = _load("unit_costs")
+    assert unit_costs.parse_args([]).units == [1536, 384]
+    with pytest.raises(SystemExit):
+        unit_costs.parse_args(["--repeats", "0"])
