@@ -83,8 +83,10 @@ def unit_ms(units, variant, repeats):
     other = [v.value for v in layer.non_trainable_variables]
 
     def loss(trainable, x):
+        # Not linear in `y`, so that the forward product is computed in every
+        # variant (a linear loss lets XLA drop it from the linear-only one).
         y, _ = layer.stateless_call(trainable, other, x, training=True)
-        return jnp.sum(y * upstream)
+        return jnp.sum(jnp.square(y) * upstream)
 
     step = jax.jit(jax.grad(loss, argnums=(0, 1)))
     return median_ms(step, trainable, x, repeats=repeats)
