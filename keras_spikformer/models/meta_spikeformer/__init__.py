@@ -12,14 +12,16 @@ from keras_spikformer.models.meta_spikeformer.meta_spikeformer_classifier import
     MetaSpikeFormer,
 )
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
-    MetaSpikeFormerBNAndPad,
     MetaSpikeFormerConvBlock,
     MetaSpikeFormerDownsampling,
-    MetaSpikeFormerRepConv,
     MetaSpikeFormerSepConv,
 )
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_preprocessor import (
     MetaSpikeFormerImageClassifierPreprocessor,
+)
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_repconv import (
+    MetaSpikeFormerBNAndPad,
+    MetaSpikeFormerRepConv,
 )
 
 __all__ = [

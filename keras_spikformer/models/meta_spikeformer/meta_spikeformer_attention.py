@@ -6,11 +6,13 @@ from keras import ops
 from keras_spikformer.layers.batch_norm import BatchNorm
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
-    MetaSpikeFormerRepConv,
     _SpikingBlockBase,
-    fresh,
     neuron,
     time_shape,
+)
+from keras_spikformer.models.meta_spikeformer.meta_spikeformer_repconv import (
+    MetaSpikeFormerRepConv,
+    fresh,
 )
 
 PROJECTIONS = ("q", "k", "v")
