@@ -19,6 +19,12 @@ def build_model(preset, weights="none", num_classes=None, dtype=None, **options)
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
         **options: other classifier arguments the recipe needs (e.g.
             `per_step_logits=True` for the TET loss).
+
+    Returns:
+        The preset's task model (e.g. a `Spikformer` classifier).
+
+    Example:
+    >>> model = build_model("spikformer_tiny_digits", num_classes=10)
     """
     from keras_spikformer.weight_transfer import transfer_by_path
 
