@@ -15,7 +15,10 @@ from keras_spikformer.layers.spiking_units import SpikingUnit
 
 
 def _rules():
-    from keras_spikformer.models.meta_spikeformer import meta_spikeformer_attention
+    from keras_spikformer.models.meta_spikeformer import (
+        meta_spikeformer_attention,
+        meta_spikeformer_repconv,
+    )
     from keras_spikformer.models.meta_spikeformer import meta_spikeformer_layers as meta
     from keras_spikformer.models.spike_driven_transformer import (
         spike_driven_transformer_attention as sdt_attention,
@@ -39,7 +42,7 @@ def _rules():
         # Meta-SpikeFormer: RepConv's first BN pads with BN-derived values
         # (stays); the attention's BNs follow RepConv's own BN and fold once
         # that one is folded into RepConv's last dense layer.
-        (meta.MetaSpikeFormerRepConv, (("conv2", "bn"),)),
+        (meta_spikeformer_repconv.MetaSpikeFormerRepConv, (("conv2", "bn"),)),
         (
             meta_spikeformer_attention.MetaSpikeFormerAttention,
             tuple(
