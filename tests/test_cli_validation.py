@@ -243,7 +243,16 @@ def test_sigint_during_training_then_resume(tmp_path):
     # Enough epochs that the run is still training when the signal arrives
     # (5 quick epochs could all end between two polls on a busy CPU).
     argv += ["--epochs", "20", "--batch-size", "128"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT's default action in the child even when pytest runs with SIGINT
+    # ignored (a background job of a shell, `nohup ... &`), which the child
+    # would inherit: Python then installs no KeyboardInterrupt handler and the
+    # run trains on to exit 0.
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     saved = out / "backup" / "training_metadata.json"  # written after an epoch
     while not saved.is_file() and process.poll() is None:
