@@ -240,8 +240,7 @@ def test_ended_run_directory_written_by_us_can_restart(tmp_path):
 def test_sigint_during_training_then_resume(tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "keras_spikformer_cli", *TRAIN, "-o", str(out)]
-    # Enough epochs that the run is still training when the signal arrives
-    # (5 quick epochs could all end between two polls on a busy CPU).
+    # Enough epochs that the run is still training when the signal arrives.
     argv += ["--epochs", "20", "--batch-size", "128"]
     # SIGINT's default action in the child even when pytest runs with SIGINT
     # ignored (a background job of a shell, `nohup ... &`), which the child
