@@ -239,19 +239,19 @@ def test_ended_run_directory_written_by_us_can_restart(tmp_path):
 @pytest.mark.large
 def test_sigint_during_training_then_resume(tmp_path):
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "keras_spikformer_cli", *TRAIN, "-o", str(out)]
+    # The CLI with Python's KeyboardInterrupt handler installed even when pytest
+    # runs with SIGINT ignored (a background job of a shell, `nohup ... &`): the
+    # child would inherit that, Python would install no handler and the run
+    # would train on to exit 0. (No `preexec_fn`: unsafe in a threaded parent.)
+    child = (
+        "import runpy, signal, sys; "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('keras_spikformer_cli', run_name='__main__')"
+    )
+    argv = [sys.executable, "-c", child, *TRAIN, "-o", str(out)]
     # Enough epochs that the run is still training when the signal arrives.
     argv += ["--epochs", "20", "--batch-size", "128"]
-    # SIGINT's default action in the child even when pytest runs with SIGINT
-    # ignored (a background job of a shell, `nohup ... &`), which the child
-    # would inherit: Python then installs no KeyboardInterrupt handler and the
-    # run trains on to exit 0.
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     saved = out / "backup" / "training_metadata.json"  # written after an epoch
     while not saved.is_file() and process.poll() is None:
