@@ -244,7 +244,7 @@ def test_sigint_during_training_then_resume(tmp_path):
     # child would inherit that, Python would install no handler and the run
     # would train on to exit 0. (No `preexec_fn`: unsafe in a threaded parent.)
     child = (
-        "import runpy, signal, sys; "
+        "import runpy, signal; "
         "signal.signal(signal.SIGINT, signal.default_int_handler); "
         "runpy.run_module('keras_spikformer_cli', run_name='__main__')"
     )
