@@ -17,6 +17,8 @@ own process on a quiet machine. The figures are a map for speed work (see
 
 Usage:
     python benchmarks/unit_costs.py [--repeats 5] [--units 1536 384]
+
+The script sets `KERAS_BACKEND=jax` itself; run it as its own process.
 """
 
 import argparse
@@ -24,8 +26,6 @@ import os
 import statistics
 import sys
 import time
-
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
 # (name, input channels, output channels, side) of the stem's 3x3 convolutions.
 STEM_CONVS = (
@@ -123,6 +123,7 @@ def conv_rows(repeats):
 
 def main(argv=None):
     args = parse_args(argv)
+    os.environ["KERAS_BACKEND"] = "jax"  # before Keras loads; own process
     import keras_spikformer  # noqa: F401  (the package's XLA:CPU settings)
 
     print(f"load average {os.getloadavg()[0]:.1f}; median of {args.repeats} calls")
