@@ -55,7 +55,7 @@ def test_importing_the_package_on_jax_sets_a_flag_xla_accepts():
     code = (
         "import os, keras_spikformer, jax.numpy as jnp;"
         "print(os.environ.get('XLA_FLAGS', ''));"
-        "print(float(jnp.ones(3).sum()))"
+        "print(float((jnp.ones((2, 3)) @ jnp.ones(3)).sum()))"
     )
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["KERAS_BACKEND"] = "jax"
@@ -68,4 +68,4 @@ def test_importing_the_package_on_jax_sets_a_flag_xla_accepts():
         assert flags == FLAG
     else:
         assert flags == ""
-    assert total == "3.0"
+    assert total == "6.0"
