@@ -232,3 +232,18 @@ def test_unit_costs_refuses_zero_repeats():
     assert unit_costs.parse_args([]).units == [1536, 384]
     with pytest.raises(SystemExit):
         unit_costs.parse_args(["--repeats", "0"])
+
+
+def test_interleaved_rounds_need_the_reference_checkout():
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "REFERENCE_DIR"}
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "run_interleaved.sh"), "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "REFERENCE_DIR" in result.stderr and result.stdout == ""
