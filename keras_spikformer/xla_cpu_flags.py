@@ -1,15 +1,15 @@
 """XLA:CPU settings for the JAX backend, applied when the package is imported.
 
-jaxlib 0.10's XLA:CPU compiles convolutions through YNNPACK fusions by default.
-For the filter gradient of the 3x3 convolutions of the patch-splitting stem
-these run 4-6x slower than XLA's own convolution emitter (2-core AVX2 and
+jaxlib 0.10's XLA:CPU compiles convolutions and dots through YNNPACK fusions by
+default. For the filter gradient of the 3x3 convolutions of the patch-splitting
+stem these run 4-6x slower than XLA's own convolution emitter (2-core AVX2 and
 AVX-512 CPUs, see `benchmarks/README.md`), which made JAX training ~40% slower
-than TensorFlow; its matrix products run 10-20% slower than XLA's own
+than TensorFlow; its matrix products run about 20% slower than XLA's own
 (`[8192, 384] @ [384, 1536]`: 106 vs 87 ms, 2-core AVX2). `apply()` removes
 these two fusion types
 (`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot`)
-through the process's `XLA_FLAGS` before JAX creates its CPU client. XLA only reads the
-flag for CPU compilation; GPU and TPU compilation ignore it.
+through the process's `XLA_FLAGS` before JAX creates its CPU client. XLA only
+reads the flag for CPU compilation; GPU and TPU compilation ignore it.
 """
 
 import os
