@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from keras_spikformer import presets
+from keras_spikformer.hdf5_safety import UnsafeHDF5Error, inspect_hdf5
 from keras_spikformer.presets import PresetError
 from keras_spikformer.version import __version__
 
@@ -39,7 +40,7 @@ REQUIRED_FILES = (presets.CONFIG_FILE, presets.METADATA_FILE, presets.RECIPE_FIL
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
 class MissingHubExtraError(PresetError, ImportError):
@@ -82,6 +83,15 @@ def parse_handle(handle):
             f"{text!r} is not a valid Hugging Face handle: expected "
             "hf://owner/name or hf://owner/name@revision (letters, digits, '-', "
             "'_' and '.'), e.g. hf://my-user/spikformer_digits."
+        )
+    if revision and (
+        not _REVISION.match(revision)
+        or any(part in ("", ".", "..") for part in revision.split("/"))
+    ):
+        raise PresetError(
+            f"{text!r}: {revision!r} is not a valid revision: a branch, tag or commit "
+            "is letters, digits, '-', '_', '.' and '/' between names (no '..', no "
+            "empty part), e.g. hf://my-user/spikformer_digits@v1."
         )
     return repo_id, (revision or None)
 
@@ -298,18 +308,17 @@ def check_preset_directory(directory):
             f"{path} is not a complete preset: {', '.join(missing)} missing. Write it "
             "again with `model.save_to_preset(directory)`."
         )
+    presets.check_preset_files(path)  # regular files inside the directory only
     for name in presets.PRESET_FILES:
         if (path / name).is_file():
             presets.read_json(path / name)  # names a corrupt file
     _check_config(path / presets.CONFIG_FILE, str(path))
     for name in (presets.WEIGHTS_FILE, presets.TASK_WEIGHTS_FILE):
         if (path / name).is_file():
-            with open(path / name, "rb") as f:
-                if f.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
-                    raise PresetError(
-                        f"{path / name} is corrupt (not an HDF5 file). Write the preset "
-                        "again with `model.save_to_preset(directory)`."
-                    )
+            try:  # no external storage, virtual datasets or links
+                inspect_hdf5(path / name)
+            except UnsafeHDF5Error as e:
+                raise PresetError(str(e)) from None
     if not (path / presets.WEIGHTS_FILE).is_file():
         warnings.warn(
             f"{path} has no {presets.WEIGHTS_FILE}: the uploaded preset gives freshly "

@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 
 from keras_spikformer import weight_transfer
+from keras_spikformer.config_checks import check_architecture, check_task_files
 from keras_spikformer.io_utils import atomic_directory, write_json
 from keras_spikformer.presets import (
     CONFIG_FILE,
@@ -22,6 +23,7 @@ from keras_spikformer.presets import (
     WEIGHTS_FILE,
     PresetError,
     backbone_config,
+    is_preset_directory,
     read_json,
     read_object,
     read_recipe,
@@ -87,11 +89,13 @@ def load_backbone(cls, preset, load_weights, overrides):
     )
     _split_overrides(found, None, overrides)
     config = backbone_config(directory)
+    check_architecture({**config, **overrides}, Path(directory) / CONFIG_FILE)
+    stored = _read_metadata(directory)
     model = found(**{**config, **overrides})
     changed = sorted(k for k, v in overrides.items() if config.get(k) != v)
-    _attach_metadata(model, directory, preset, changed, loaded=False)
+    _attach_metadata(model, directory, preset, changed, False, stored)
     if _load_weights(model, directory, preset, load_weights, found, config, changed):
-        _attach_metadata(model, directory, preset, changed, loaded=True)
+        _attach_metadata(model, directory, preset, changed, True, stored)
     return model
 
 
@@ -106,6 +110,11 @@ def load_task(cls, preset, load_weights, overrides):
     backbone_cls = resolve_class(directory, CONFIG_FILE, Backbone, cls.backbone_cls)
     to_backbone, to_task = _split_overrides(backbone_cls, cls, overrides)
     backbone_args, task_args = split_config(directory)
+    check_task_files(directory, cls, task_args)
+    check_architecture(
+        {**backbone_args, **task_args, **overrides}, Path(directory) / CONFIG_FILE
+    )
+    stored = _read_metadata(directory)
     backbone = backbone_cls(**{**backbone_args, **to_backbone})
     if "preprocessor" not in to_task:
         to_task["preprocessor"] = _load_preprocessor(cls, directory, backbone)
@@ -114,7 +123,7 @@ def load_task(cls, preset, load_weights, overrides):
     changed = sorted(
         k for k, v in overrides.items() if k != "preprocessor" and old.get(k) != v
     )
-    _attach_metadata(model, directory, preset, changed, loaded=False)
+    _attach_metadata(model, directory, preset, changed, False, stored)
 
     def build_source():
         return cls(backbone=backbone_cls(**backbone_args), **task_args)
@@ -122,7 +131,7 @@ def load_task(cls, preset, load_weights, overrides):
     if _load_weights(
         model, directory, preset, load_weights, build_source, None, changed
     ):
-        _attach_metadata(model, directory, preset, changed, loaded=True)
+        _attach_metadata(model, directory, preset, changed, True, stored)
     return model
 
 
@@ -219,15 +228,15 @@ def _load_weights(
     return True
 
 
-def _attach_metadata(model, directory, preset, changed, loaded):
+def _attach_metadata(model, directory, preset, changed, loaded, stored):
     """The preset's metadata and recipe as they apply to the model built.
 
     Figures measured with the preset's weights (`weights`) stay only when those
     weights were loaded into an unchanged architecture; the paper's figures
     (`paper`, `trainable_params`) only when the architecture is unchanged.
+    `stored` is the preset's parsed `metadata.json` (read once per load).
     """
-    path = Path(directory) / METADATA_FILE
-    metadata = read_json(path) if path.is_file() else {}
+    metadata = dict(stored)
     if changed or not loaded:
         metadata = {
             k: v for k, v in metadata.items() if k not in ("weights", "weights_note")
@@ -243,6 +252,16 @@ def _attach_metadata(model, directory, preset, changed, loaded):
     model.preset_metadata = metadata
     recipe = Path(directory) / RECIPE_FILE
     model.preset_recipe = read_json(recipe) if recipe.is_file() else None
+
+
+def _read_metadata(directory):
+    path = Path(directory) / METADATA_FILE
+    metadata = read_json(path) if path.is_file() else {}
+    if not isinstance(metadata, dict):
+        raise PresetError(
+            f"{path} is not a JSON object; write the preset again with `save_to_preset`."
+        )
+    return metadata
 
 
 # === Writing presets ===
@@ -287,7 +306,8 @@ def save_preset(
         }
     )
     recipe = recipe or getattr(model, "preset_recipe", None) or _default_recipe(model)
-    with atomic_directory(directory, overwrite=overwrite) as tmp:
+    owned = ("keras-spikformer preset", is_preset_directory)
+    with atomic_directory(directory, overwrite=overwrite, owned=owned) as tmp:
         write_json(tmp / CONFIG_FILE, _serialize(backbone))
         if is_task:
             task = _serialize(model)

@@ -14,6 +14,8 @@ A preset directory holds, as in KerasHub:
 
 import difflib
 import json
+import math
+import os
 from pathlib import Path
 
 import keras
@@ -26,6 +28,8 @@ RECIPE_FILE = "recipe.json"
 WEIGHTS_FILE = "model.weights.h5"
 TASK_WEIGHTS_FILE = "task.weights.h5"
 PRESET_FILES = (CONFIG_FILE, TASK_FILE, PREPROCESSOR_FILE, METADATA_FILE, RECIPE_FILE)
+# The largest zoo JSON file is a few KB; a preset file above this is not ours.
+MAX_JSON_BYTES = 4 * 2**20
 
 
 class PresetError(ValueError):
@@ -83,7 +87,7 @@ def resolve(preset):
     if "://" in text:
         from keras_spikformer import hub
 
-        return hub.download_preset(text)
+        return check_preset_files(hub.download_preset(text))
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
@@ -92,7 +96,7 @@ def resolve(preset):
                 "one with `model.save_to_preset(directory)` or pass a zoo name "
                 "(see `keras_spikformer.Spikformer.presets`)."
             )
-        return path
+        return check_preset_files(path)
     names = preset_names()
     if text in names:
         return zoo_dir() / text
@@ -104,24 +108,107 @@ def resolve(preset):
     )
 
 
+def check_preset_files(directory):
+    """Refuses a preset whose files are not regular files inside it.
+
+    A preset's files may be symbolic links only to files inside the preset
+    directory (or, for a Hugging Face cache snapshot, inside that repository's
+    cache folder, where the Hub keeps them): a crafted preset cannot make
+    `/etc/passwd`, `/dev/zero` or a FIFO one of its files.
+
+    Returns:
+        `directory` as a `Path`.
+
+    Raises:
+        PresetError: naming the file and where it points.
+    """
+    from keras_spikformer.hdf5_safety import check_regular_file
+
+    directory = Path(directory)
+    real = directory.resolve()
+    root = real.parent.parent if real.parent.name == "snapshots" else real
+    for name in (*PRESET_FILES, WEIGHTS_FILE, TASK_WEIGHTS_FILE):
+        path = directory / name
+        if not os.path.lexists(path):
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            raise PresetError(
+                f"{path} points outside the preset directory (to {target}): a preset's "
+                "files must be inside it. Refusing to read it; copy the real file "
+                "into the preset directory."
+            )
+        check_regular_file(path, PresetError)
+    return directory
+
+
+def is_preset_directory(directory):
+    """Whether `directory` is a preset this library wrote (and nothing else).
+
+    It must hold `config.json` describing a keras-spikformer backbone and
+    `metadata.json`, and only preset files: `save_to_preset(overwrite=True)`
+    replaces such a directory and no other.
+    """
+    from keras_spikformer.io_utils import is_owned_directory
+
+    allowed = (*PRESET_FILES, WEIGHTS_FILE, TASK_WEIGHTS_FILE, "README.md")
+    if not is_owned_directory(directory, (CONFIG_FILE, METADATA_FILE), allowed):
+        return False
+    try:
+        data = read_json(Path(directory) / CONFIG_FILE)
+    except PresetError:
+        return False
+    registered = data.get("registered_name") if isinstance(data, dict) else None
+    return isinstance(registered, str) and registered.startswith("keras_spikformer>")
+
+
 # === Reading preset files ===
 
 
-def read_json(path):
-    """Parses a JSON file; errors name the file."""
+def read_json(path, max_bytes=MAX_JSON_BYTES):
+    """Parses a preset's JSON file; errors name the file.
+
+    The file must be a regular file of at most `max_bytes`; `NaN`, `Infinity`
+    and numbers that overflow to infinity are refused (no preset value is
+    legitimately non-finite), and so is nesting deeper than Python can parse.
+    """
+    from keras_spikformer.hdf5_safety import check_regular_file
+
     path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         raise PresetError(
             f"{path} is missing: the preset directory {path.parent} is incomplete. "
             "Write it again with `save_to_preset`."
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        )
+    check_regular_file(path, PresetError)
+    size = path.stat().st_size
+    if size > max_bytes:
         raise PresetError(
-            f"{path} is corrupt (not valid JSON: {e}). Restore it or write the "
+            f"{path} is {size:,} bytes, more than the {max_bytes:,} a preset's JSON "
+            "file may have: it is not a keras-spikformer preset file (or is crafted). "
+            "Write the preset again with `save_to_preset`."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(max_bytes + 1)
+        return json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
+        reason = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise PresetError(
+            f"{path} is corrupt (not valid JSON: {reason}). Restore it or write the "
             "preset again with `save_to_preset`."
         ) from None
+
+
+def _non_finite(name):
+    raise ValueError(f"{name} is not a valid value here (values must be finite)")
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        _non_finite(text)
+    return value
 
 
 def read_object(path):
@@ -137,8 +224,10 @@ def read_object(path):
 def backbone_class_name(directory):
     """The backbone class a preset directory describes (`None` if unreadable)."""
     try:
-        data = json.loads((Path(directory) / CONFIG_FILE).read_text(encoding="utf-8"))
+        data = read_json(Path(directory) / CONFIG_FILE)
     except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
         return None
     if "registered_name" not in data and data.get("class_name") == "Spikformer":
         return "SpikformerBackbone"  # layout of keras-spikformer 0.1

@@ -1,11 +1,13 @@
 """Weights of preset directories: writing, reading, and transfer by variable path."""
 
+import math
 import warnings
 from pathlib import Path
 
 import h5py
 import keras
-import numpy as np
+
+from keras_spikformer.hdf5_safety import UnsafeHDF5Error, inspect_hdf5, read_datasets
 
 WEIGHTS_FILE = "model.weights.h5"
 TASK_WEIGHTS_FILE = "task.weights.h5"
@@ -43,19 +45,32 @@ def save_preset_weights(model, directory):
 def load_preset_weights(model, directory):
     """Loads a preset directory's weight files into `model` (same architecture).
 
+    Both files are inspected first (`hdf5_safety.inspect_hdf5`): nothing is
+    read from a file that reaches outside itself, and declared shapes are
+    compared with the model's variables before any data is read.
+
     Raises:
-        WeightsError: naming the file that is missing, corrupt or does not fit.
+        WeightsError: naming the file that is missing, unsafe, corrupt or
+            does not fit.
     """
     directory = Path(directory)
     weights = directory / WEIGHTS_FILE
+    backbone = _backbone_of(model)
     try:
-        _backbone_of(model).load_weights(weights)
-    except Exception as e:  # h5py, Keras and OS errors alike
+        inspect_hdf5(weights, max_elements=_element_count(backbone.weights))
+    except UnsafeHDF5Error as e:
         raise WeightsError(
-            f"{weights} cannot be loaded into {_backbone_of(model).name} "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). The file "
-            "is corrupt or belongs to another architecture: restore it or write the "
-            "preset again with `save_to_preset`."
+            f"{weights} cannot be loaded into {backbone.name}: {e}"
+        ) from None
+    try:
+        backbone.load_weights(weights)
+    except Exception as e:  # h5py, Keras and OS errors alike
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise WeightsError(
+            f"{weights} cannot be loaded into {backbone.name} "
+            f"({type(e).__name__}: {reason}). The file is corrupt or belongs to "
+            "another architecture: restore it or write the preset again with "
+            "`save_to_preset`."
         ) from None
     head = task_variables(model)
     if not head:
@@ -68,14 +83,12 @@ def load_preset_weights(model, directory):
             stacklevel=5,
         )
         return
-    stored = read_path_arrays(path)
-    problems = [
-        f"{name}: file {list(stored[name].shape)}, model {list(variable.shape)}"
-        if name in stored
-        else f"{name}: not in the file"
-        for name, variable in head.items()
-        if name not in stored or tuple(stored[name].shape) != tuple(variable.shape)
-    ]
+    try:
+        stored, problems = read_datasets(
+            path, {name: tuple(v.shape) for name, v in head.items()}
+        )
+    except UnsafeHDF5Error as e:
+        raise WeightsError(str(e)) from None
     if problems:
         raise WeightsError(
             f"{path} does not fit the classifier described by task.json "
@@ -87,23 +100,8 @@ def load_preset_weights(model, directory):
         variable.assign(stored[name].astype(variable.dtype))
 
 
-def read_path_arrays(path):
-    """`{variable path: array}` of a `task.weights.h5` file."""
-    out = {}
-    try:
-        with h5py.File(path, "r") as f:
-
-            def visit(name, item):
-                if isinstance(item, h5py.Dataset):
-                    out[name] = np.asarray(item)
-
-            f.visititems(visit)
-    except Exception as e:
-        raise WeightsError(
-            f"{path} is corrupt ({type(e).__name__}: {e}); restore it or write the "
-            "preset again with `save_to_preset`."
-        ) from None
-    return out
+def _element_count(variables):
+    return sum(math.prod(int(d) for d in v.shape) for v in variables)
 
 
 def transfer_by_path(source, target):

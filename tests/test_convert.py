@@ -157,7 +157,15 @@ def test_existing_output_needs_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         convert_checkpoint(DATA / "cifar10_small.pth.tar", out)
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite replaces only a preset of ours, never a folder of the user's files.
+    with pytest.raises(FileExistsError, match="not a keras-spikformer preset"):
+        convert_checkpoint(DATA / "cifar10_small.pth.tar", out, overwrite=True)
+    assert sorted(os.listdir(out)) == ["keep.txt"]
+    out = tmp_path / "preset"
+    convert_checkpoint(DATA / "cifar10_small.pth.tar", out)
+    (out / "metadata.json").write_text('{"stale": true}')
     convert_checkpoint(DATA / "cifar10_small.pth.tar", out, overwrite=True)
+    assert "stale" not in (out / "metadata.json").read_text()
     assert sorted(os.listdir(out)) == [
         "config.json",
         "metadata.json",

@@ -166,6 +166,9 @@ def _copy_zoo(name, tmp_path):
         (lambda d: (d / "config.json").write_text("{not json"), "config.json is corrupt"),
         (lambda d: (d / "task.json").write_text("[]"), "task.json is not a serialised"),
         (lambda d: (d / "preprocessor.json").write_text('{"config": {"crop_pct": 3}, "class_name": "x"}'),
+         "preprocessor.json describes 'x'"),
+        (lambda d: (d / "preprocessor.json").write_text(
+            (d / "preprocessor.json").read_text().replace('"crop_pct": 1.0', '"crop_pct": 3')),
          "preprocessor.json is invalid"),
         (lambda d: (d / "model.weights.h5").write_bytes((d / "model.weights.h5").read_bytes()[:900]),
          "model.weights.h5 cannot be loaded"),

@@ -10,7 +10,7 @@ from keras_spikformer.analysis.plots import (
     plot_firing_rates,
     plot_spike_raster,
 )
-from keras_spikformer.io_utils import atomic_directory, write_json
+from keras_spikformer.io_utils import atomic_directory, is_owned_directory, write_json
 
 
 def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=None):
@@ -31,6 +31,17 @@ def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=N
     return images[0]
 
 
+def is_report_directory(directory):
+    """Whether `directory` holds an analysis report and nothing else."""
+    return is_owned_directory(
+        directory, ["report.json"], ["report.json", "report.md", "*.png"]
+    )
+
+
+# `atomic_directory(..., owned=REPORT)`: only a report replaces a report.
+REPORT = ("keras-spikformer analysis report", is_report_directory)
+
+
 def analyze(model, images, output, overwrite=False):
     """Writes `report.json`, `report.md` and PNG plots for `model` on `images`.
 
@@ -42,14 +53,15 @@ def analyze(model, images, output, overwrite=False):
         model: a classifier of the zoo's families.
         images: a preprocessed batch the model takes.
         output: directory to write (atomically).
-        overwrite: replace an existing directory.
+        overwrite: replace an existing report directory (never another
+            directory: a preset or a folder of your files is refused).
 
     Returns:
         The `EnergyReport`.
     """
     report = energy_report(model, images)
     first = images[:1]
-    with atomic_directory(output, overwrite=overwrite) as tmp:
+    with atomic_directory(output, overwrite=overwrite, owned=REPORT) as tmp:
         write_json(tmp / "report.json", report.to_dict())
         (tmp / "report.md").write_text(report.to_markdown() + "\n")
         plot_firing_rates(report.firing_rates, tmp / "firing_rates.png")

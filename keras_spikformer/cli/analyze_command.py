@@ -30,9 +30,11 @@ def add_parser(subparsers, name):
 
 def run(args):
     from keras_spikformer import presets
-    from keras_spikformer.analysis.run_analysis import analyze, test_batch
+    from keras_spikformer.analysis.run_analysis import REPORT, analyze, test_batch
+    from keras_spikformer.io_utils import check_writable_directory
     from keras_spikformer.training.trainer import build_model
 
+    check_writable_directory(args.output, args.overwrite, REPORT)  # before any work
     weights = args.weights
     if weights is None:
         has = (presets.resolve(args.preset) / presets.WEIGHTS_FILE).is_file()

@@ -7,6 +7,8 @@ before even `keras_spikformer/__init__.py` runs).
 """
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +23,19 @@ COMMANDS = {
     "analyze": (analyze_command.add_parser, analyze_command.run),
 }
 INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
+# SIGTERM and SIGHUP end a command like Ctrl-C: the same clean-up runs (no
+# half-written preset or report is left behind), exit code 128 + the signal.
+CLEAN_EXIT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM or SIGHUP arrives."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def build_parser():
@@ -46,13 +61,37 @@ def main(argv=None):
 def run(args):
     """Runs parsed `args`; errors of the user's input become one line."""
     try:
-        return COMMANDS[args.command][1](args) or 0
+        with _signals_interrupt():
+            return COMMANDS[args.command][1](args) or 0
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"keras-spikformer {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"keras-spikformer {args.command}: {_interrupted(args)}", file=sys.stderr)
+        if isinstance(interrupt, Terminated):
+            return 128 + interrupt.signum
         return INTERRUPTED
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM/SIGHUP raise `Terminated` (a KeyboardInterrupt) while the command runs."""
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = {}
+    try:
+        for signum in CLEAN_EXIT_SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_DFL:  # nohup's SIG_IGN stays
+                previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: leave the defaults
+        pass
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _interrupted(args):

@@ -112,8 +112,10 @@ def run_evaluate(args):
     from pathlib import Path
 
     from keras_spikformer.io_utils import write_json
+    from keras_spikformer.training.run_setup import check_evaluate_output
     from keras_spikformer.training.trainer import evaluate
 
+    check_evaluate_output(args.output)
     metrics = evaluate(
         args.preset,
         args.dataset,

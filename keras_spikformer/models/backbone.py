@@ -1,5 +1,6 @@
 """`Backbone`: the base class of every family's feature extractor."""
 
+import math
 import numbers
 import re
 
@@ -27,6 +28,23 @@ def check_int(name, value, minimum=1):
     return int(value)
 
 
+def check_finite(name, value, allow_none=False):
+    """`value` as a finite float, or a `ValueError` naming `name`.
+
+    Example:
+    >>> v_threshold = check_finite("v_threshold", v_threshold)
+    """
+    if value is None and allow_none:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a number; got {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"`{name}` must be a finite number; got {value!r}.")
+    return number
+
+
 def check_image_shape(image_shape, channels=None):
     """`image_shape` as a tuple of 3 positive ints `(height, width, channels)`."""
     try:
@@ -50,9 +68,9 @@ def neuron_config(tau, v_threshold, v_reset, decay_input, detach_reset, surrogat
     from keras_spikformer.neurons.surrogates import serialize
 
     return {
-        "tau": float(tau),
-        "v_threshold": float(v_threshold),
-        "v_reset": None if v_reset is None else float(v_reset),
+        "tau": check_finite("tau", tau),
+        "v_threshold": check_finite("v_threshold", v_threshold),
+        "v_reset": check_finite("v_reset", v_reset, allow_none=True),
         "decay_input": bool(decay_input),
         "detach_reset": bool(detach_reset),
         "surrogate": serialize(get_surrogate(surrogate)),

@@ -134,7 +134,14 @@ def get(identifier):
             )
         return _BY_NAME[key]()
     if isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier)
+        found = keras.saving.deserialize_keras_object(identifier, safe_mode=True)
+        if not isinstance(found, Surrogate):
+            raise TypeError(
+                f"`surrogate` {identifier.get('class_name')!r} is a "
+                f"{type(found).__name__}, not a keras_spikformer Surrogate. Use one of "
+                f"{sorted(_BY_NAME)} or a registered Surrogate subclass."
+            )
+        return found
     raise TypeError(
         f"`surrogate` must be a name, a dict or a Surrogate; got {identifier!r}."
     )

@@ -15,8 +15,11 @@ from pathlib import Path
 BACKUP_DIR = "backup"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
+# The key that makes a `run.json` recognisably ours (any other run.json is not).
+RUN_MARKER = "keras_spikformer_run"
 
 __all__ = [
+    "check_evaluate_output",
     "check_run_directory",
     "check_same_run",
     "check_train_arguments",
@@ -76,7 +79,7 @@ def check_run_directory(output, resume):
     if output.is_file():
         raise FileExistsError(f"--output {output} is a file; give a directory.")
     found = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
-    if found and not (output / RUN_FILE).is_file() and not backup.is_dir():
+    if found and not is_our_run_file(output / RUN_FILE) and not backup.is_dir():
         shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
         raise FileExistsError(
             f"--output {output} is not empty ({shown}) and holds no keras-spikformer "
@@ -88,6 +91,41 @@ def check_run_directory(output, resume):
     if resume and meta.is_file():
         start = int(json.loads(meta.read_text())["epoch"])
     return output, backup, start
+
+
+def is_our_run_file(path):
+    """Whether `path` is a `run.json` that `train` wrote (it carries RUN_MARKER)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get(RUN_MARKER) == 1
+
+
+def check_evaluate_output(output):
+    """Refuses an `evaluate --output` that would replace results: a directory
+    holding `metrics.json` (a finished training run or an earlier evaluation)
+    or a training run of ours. Runs before any evaluation work.
+
+    Example:
+    >>> check_evaluate_output("runs/digits")  # raises: holds a training run
+    """
+    if output is None:
+        return
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"--output {output} is a file; give a directory.")
+    if (output / METRICS_FILE).exists():
+        raise FileExistsError(
+            f"--output {output} already holds {METRICS_FILE} (of a training run or an "
+            "earlier evaluation), which evaluate would replace; choose another "
+            f"--output, e.g. {output}/eval."
+        )
+    if is_our_run_file(output / RUN_FILE) or (output / BACKUP_DIR).is_dir():
+        raise FileExistsError(
+            f"--output {output} is a training run; evaluate writes its "
+            f"{METRICS_FILE} elsewhere: choose another --output."
+        )
 
 
 def _describe_model(run):
@@ -119,8 +157,9 @@ def check_same_run(output, resume, run):
 
 
 def write_run_file(output, run):
-    """Marks `output` as a run of ours and records what it trains."""
-    (Path(output) / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+    """Marks `output` as a run of ours (RUN_MARKER) and records what it trains."""
+    data = {RUN_MARKER: 1, **run}
+    (Path(output) / RUN_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def fit_schedule(recipe, epochs):

@@ -4,6 +4,7 @@ import keras
 
 from keras_spikformer.models.backbone import (
     Backbone,
+    check_finite,
     check_image_shape,
     check_int,
     dtype_policy,
@@ -184,8 +185,10 @@ class MetaSpikeFormerBackbone(Backbone):
         self.mlp_ratio = float(mlp_ratio)
         self.num_layers = num_layers
         self.num_timesteps = num_timesteps
-        self.attention_scale = float(attention_scale)
-        self.attention_v_threshold = float(attention_v_threshold)
+        self.attention_scale = check_finite("attention_scale", attention_scale)
+        self.attention_v_threshold = check_finite(
+            "attention_v_threshold", attention_v_threshold
+        )
         self.tau = neurons["tau"]
         self.v_threshold = neurons["v_threshold"]
         self.v_reset = neurons["v_reset"]

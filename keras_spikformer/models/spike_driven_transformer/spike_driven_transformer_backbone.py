@@ -4,6 +4,7 @@ import keras
 
 from keras_spikformer.models.backbone import (
     Backbone,
+    check_finite,
     check_image_shape,
     check_int,
     dtype_policy,
@@ -166,7 +167,9 @@ class SpikeDrivenTransformerBackbone(Backbone):
         self.encoding = encoding
         self.tau = neurons["tau"]
         self.v_threshold = neurons["v_threshold"]
-        self.attention_v_threshold = float(attention_v_threshold)
+        self.attention_v_threshold = check_finite(
+            "attention_v_threshold", attention_v_threshold
+        )
         self.v_reset = neurons["v_reset"]
         self.decay_input = neurons["decay_input"]
         self.detach_reset = neurons["detach_reset"]

@@ -6,6 +6,7 @@ from keras_spikformer.layers import SpikformerBlock
 from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
+    check_finite,
     check_image_shape,
     check_int,
     dtype_policy,
@@ -169,11 +170,13 @@ class SpikformerBackbone(Backbone):
         self.mlp_ratio = float(mlp_ratio)
         self.num_timesteps = num_timesteps
         self.qkv_bias = bool(qkv_bias)
-        self.attention_scale = float(attention_scale)
+        self.attention_scale = check_finite("attention_scale", attention_scale)
         self.encoding = encoding
         self.tau = neurons["tau"]
         self.v_threshold = neurons["v_threshold"]
-        self.attention_v_threshold = float(attention_v_threshold)
+        self.attention_v_threshold = check_finite(
+            "attention_v_threshold", attention_v_threshold
+        )
         self.v_reset = neurons["v_reset"]
         self.decay_input = neurons["decay_input"]
         self.detach_reset = neurons["detach_reset"]
