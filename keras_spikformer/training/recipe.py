@@ -25,7 +25,9 @@ class Recipe:
     Loaded from a preset's `recipe.json` (the reference configuration files);
     the `augment`, `normalize`, `eval` and `frames` sections are kept as dicts
     and read by `keras_spikformer.data.augment`. Unknown top-level keys are
-    kept in `extras`.
+    kept in `extras`. Every number (sections included) must be finite and in
+    range, or a `ValueError` names the file, the field and the range
+    (`training.recipe_checks`).
 
     Args:
         learning_rate: float. Peak rate at `global_batch_size`.
