@@ -155,6 +155,14 @@ def open_npz(
 
 def _npy_header(f: IO[bytes], path: Path, name: str) -> tuple[np.dtype, tuple, int]:
     """`(dtype, shape, header length)` of one `.npy` member."""
+    start = f.read(6)
+    if start != b"\x93NUMPY":
+        raise corrupt(
+            path,
+            f"member {name}.npy is not a numpy array (it starts with {start!r}, not "
+            "the .npy signature b'\\x93NUMPY'); save the weights with numpy.savez",
+        )
+    f.seek(0)
     version = np.lib.format.read_magic(f)
     readers = {
         (1, 0): np.lib.format.read_array_header_1_0,

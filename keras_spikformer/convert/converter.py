@@ -10,6 +10,7 @@ from keras_spikformer.convert.checkpoint_files import read_checkpoint
 from keras_spikformer.convert.families import family_of_state_dict
 from keras_spikformer.convert.reference_weights import load_reference_weights
 from keras_spikformer.convert.spikformer_architecture import ArchitectureError
+from keras_spikformer.convert.tensor_values import check_tensor_values
 from keras_spikformer.io_utils import read_json
 
 # The zoo preset whose recipe (normalisation, evaluation crop) a converted
@@ -73,17 +74,33 @@ def _sha256(path):
 
 def _recipe_preset(task_cls, family, config, notes):
     """The zoo preset whose recipe (normalisation, evaluation crop) a checkpoint
-    converted without `--preset` gets: same family, same input shape if any."""
+    converted without `--preset` gets: same family and input shape, else the
+    same channels and encoding (the preprocessor normalises per channel)."""
+    shape = list(config["image_shape"])
+    encoding = config.get("encoding")
+
+    def read(name):
+        return presets.read_config(presets.resolve(name))
+
     if family.FAMILY == "spikformer":
-        return _FLAVOUR_PRESETS[notes["family"]]
+        flavour_preset = _FLAVOUR_PRESETS[notes["family"]]
+        if list(read(flavour_preset)["image_shape"])[2:] == shape[2:]:
+            return flavour_preset
+
+    def closeness(name):
+        # Same input shape first; else the same channels (the preprocessor
+        # normalises per channel) and encoding; else the same channels.
+        other = read(name)
+        same_channels = list(other["image_shape"])[2:] == shape[2:]
+        same_encoding = encoding is None or other.get("encoding") == encoding
+        return (
+            list(other["image_shape"]) == shape,
+            same_channels and same_encoding,
+            same_channels,
+        )
+
     names = sorted(task_cls.presets)
-    same = [
-        name
-        for name in names
-        if list(presets.read_config(presets.resolve(name))["image_shape"])
-        == list(config["image_shape"])
-    ]
-    return (same or names)[0]
+    return max(names, key=closeness)  # the first of the closest, by name
 
 
 def convert_checkpoint(
@@ -140,6 +157,7 @@ def convert_checkpoint(
         family, task_cls = family_of_state_dict(contents.state_dict)
     except ValueError as error:
         raise ArchitectureError(f"{checkpoint}: {error}") from None
+    check_tensor_values(contents.state_dict, family.is_ignored, checkpoint)
     metadata = {}
     if preset is not None:
         directory = presets.resolve(preset)
@@ -156,9 +174,14 @@ def convert_checkpoint(
         metadata = read_json(meta_path) if meta_path.is_file() else {}
         recipe = presets.read_recipe(directory)
     else:
-        backbone_config, num_classes, provenance = family.infer_architecture(
-            contents.state_dict, **given
-        )
+        try:
+            backbone_config, num_classes, provenance = family.infer_architecture(
+                contents.state_dict, **given
+            )
+        except ArchitectureError:
+            raise
+        except ValueError as error:
+            raise ArchitectureError(f"{checkpoint}: {error}") from None
         config = {**backbone_config, "num_classes": num_classes}
         recipe = presets.read_recipe(
             presets.resolve(_recipe_preset(task_cls, family, config, provenance))

@@ -5,6 +5,8 @@ import re
 import keras
 import numpy as np
 
+from keras_spikformer.convert import reference_weights
+
 FAMILY = "meta_spikeformer"
 
 _BN_KEYS = {
@@ -22,6 +24,8 @@ _CONV_BLOCKS = {
 _DOWNSAMPLING = ("downsample1_1", "downsample1_2", "downsample2", "downsample3",
                  "downsample4")  # fmt: skip
 _IGNORED = re.compile(r"\.num_batches_tracked$")
+# The depthwise kernels: separable convs' `dwconv`, RepConv's `body.2.0`.
+_DEPTHWISE = re.compile(r"(\.dwconv|\.body\.2\.0)\.weight$")
 # Tensors every reference Meta-SpikeFormer has (and no other family).
 _SIGNATURE = (
     "downsample1_1.encode_conv.weight",
@@ -150,6 +154,20 @@ def to_keras_layout(name, array, target_shape):
     return array
 
 
+def reference_shape(name, array_shape, target_shape):
+    """The shape the model needs, in the checkpoint's layout: depthwise
+    `[kh, kw, C, 1]` -> `[C, 1, kh, kw]`, the rest as for every family.
+
+    Example:
+    >>> reference_shape("ConvBlock1_1.0.Conv.dwconv.weight", (8, 2, 7, 7), (7, 7, 8, 1))
+    (8, 1, 7, 7)
+    """
+    t = tuple(target_shape)
+    if _DEPTHWISE.search(name) and len(t) == 4:
+        return (t[2], t[3], t[0], t[1])
+    return reference_weights.reference_shape(name, array_shape, target_shape)
+
+
 def infer_architecture(state_dict, **given):
     """Works out `MetaSpikeFormerBackbone` arguments from a reference state dict.
 
@@ -223,7 +241,21 @@ def infer_architecture(state_dict, **given):
     num_classes = int(state_dict["head.weight"].shape[0])
     notes["num_classes"] = "shapes"
     # A classifier argument (the preset loader routes it to the task).
-    config["distillation_head"] = "head_kd.weight" in state_dict
+    has_kd = "head_kd.weight" in state_dict
+    wanted = given.get("distillation_head")
+    if wanted is not None and bool(wanted) != has_kd:
+        raise ValueError(
+            f"distillation_head={bool(wanted)} (--distillation-head) contradicts the "
+            f"checkpoint, which {'has' if has_kd else 'has no'} `head_kd` (the "
+            "distillation head); without a preset it is read from the checkpoint. "
+            + (
+                "Drop --distillation-head, or name a preset (--preset) to add a "
+                "freshly initialised head_kd for the T=1 -> T=4 fine-tune."
+                if wanted
+                else "Drop distillation_head=False."
+            )
+        )
+    config["distillation_head"] = has_kd
     notes["distillation_head"] = (
         "shapes (head_kd present)"
         if config["distillation_head"]

@@ -170,7 +170,7 @@ def infer_architecture(state_dict, **given):
         )
     flavour = flavour_of(state_dict)
     head = np.shape(state_dict["head.weight"])
-    hidden_dim = int(head[1])
+    hidden_dim = _check_head(state_dict, head)
     depths = _depths(state_dict)
     mlp_name = _MLP_UNITS[flavour][0]
     stage1_width = int(np.shape(state_dict["stage1.0.tssa.q_conv.weight"])[0])
@@ -197,3 +197,32 @@ def infer_architecture(state_dict, **given):
         if key not in notes:
             notes[key] = "given" if key in given else f"{flavour} reference default"
     return config, int(head[0]), notes
+
+
+def _check_head(state_dict, head):
+    """`hidden_dim`, the last stage's width; `head.weight` must read it."""
+    last = max(
+        int(m.group(1))
+        for k in state_dict
+        if (m := re.match(r"patch_embed(\d+)\.proj_res_conv\.weight$", k))
+    )
+    name = f"patch_embed{last}.proj_res_conv.weight"
+    shortcut = np.shape(state_dict[name])
+    width = int(shortcut[0]) if shortcut else None
+    if len(head) == 2 and width in (None, int(head[1])):
+        return int(head[1])
+    if len(head) == 2 and int(head[0]) == width:
+        problem = (
+            "it looks transposed: PyTorch's Linear stores [num_classes, hidden_dim] "
+            f"= [{int(head[1])}, {width}]. Save head.weight as the model has it (do "
+            "not transpose it)"
+        )
+    else:
+        problem = (
+            f"it must be [num_classes, {width}]. The file was edited or mixes two "
+            "models; use the checkpoint as the reference training script saved it"
+        )
+    raise ValueError(
+        f"`head.weight` has shape {list(head)}, but the last stage has {width} "
+        f"channels (`{name}` is {list(shortcut)}): {problem}."
+    )

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_spikformer.convert.families import family_of_model, family_of_state_dict
+from keras_spikformer.convert.tensor_values import check_tensor_values
 
 # How many names of each kind a mismatch report shows.
 _SHOWN = 5
@@ -99,8 +100,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _reference_shape(array_shape, target_shape):
-    """The shape the model needs, written in the checkpoint's (PyTorch) layout."""
+def reference_shape(name, array_shape, target_shape):
+    """The shape the model needs, written in the checkpoint's (PyTorch) layout.
+
+    Convolutions `[kh, kw, in, out]` -> `[out, in, kh, kw]`; linears `[in,
+    out]` -> `[out, in]` (plus the checkpoint's trailing 1x1). Families with
+    other layouts (depthwise kernels) define their own `reference_shape`.
+
+    Example:
+    >>> reference_shape("head.weight", (64, 10), (64, 10))
+    (10, 64)
+    """
+    del name  # the same rule for every tensor
     t = tuple(target_shape)
     if len(t) == 4 and len(array_shape) == 4:
         return (t[3], t[2], t[0], t[1])  # HWIO -> OIHW
@@ -146,6 +157,8 @@ def load_reference_weights(model, state_dict, strict=True):
         )
     if hasattr(family, "check_state_dict"):
         family.check_state_dict(model, state_dict, strict)
+    check_tensor_values(state_dict, family.is_ignored)
+    needed_shape = getattr(family, "reference_shape", reference_shape)
     targets = family.reference_variable_map(model)
     layout = getattr(family, "to_keras_layout", to_keras_layout)
     canonical = getattr(family, "canonical_name", lambda name: name)
@@ -165,7 +178,7 @@ def load_reference_weights(model, state_dict, strict=True):
         array = layout(key, value, want)
         if tuple(array.shape) != want:
             report.mismatched.append(
-                (name, tuple(np.shape(value)), _reference_shape(np.shape(value), want))
+                (name, tuple(np.shape(value)), needed_shape(key, np.shape(value), want))
             )
             continue
         assignments.append((variable, array))

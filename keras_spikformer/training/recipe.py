@@ -8,6 +8,7 @@ import keras
 
 from keras_spikformer import presets
 from keras_spikformer.training.lamb import TimmLamb
+from keras_spikformer.training.recipe_checks import check_recipe_values
 from keras_spikformer.training.schedules import WarmupCosineDecay
 
 # Keras names of the variables timm keeps out of weight decay (its rule: every
@@ -24,7 +25,9 @@ class Recipe:
     Loaded from a preset's `recipe.json` (the reference configuration files);
     the `augment`, `normalize`, `eval` and `frames` sections are kept as dicts
     and read by `keras_spikformer.data.augment`. Unknown top-level keys are
-    kept in `extras`.
+    kept in `extras`. Every number (sections included) must be finite and in
+    range, or a `ValueError` names the file, the field and the range
+    (`training.recipe_checks`).
 
     Args:
         learning_rate: float. Peak rate at `global_batch_size`.
@@ -89,6 +92,7 @@ class Recipe:
     source: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
+        check_recipe_values(self)  # every number finite and in range
         if self.optimizer.lower() not in ("adamw", "lamb"):
             raise ValueError(
                 f"Recipe optimizer {self.optimizer!r} is not supported; only "
@@ -106,8 +110,6 @@ class Recipe:
                 f"Recipe schedule {self.schedule!r} is not supported; only "
                 "'cosine' (the reference's) is."
             )
-        if int(self.epochs) <= 0:
-            raise ValueError(f"`epochs` must be positive, got {self.epochs!r}.")
         self.scaling_rule()  # validate early
 
     # ------------------------------------------------------------- loading
