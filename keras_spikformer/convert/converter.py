@@ -11,7 +11,8 @@ from keras_spikformer.convert.families import family_of_state_dict
 from keras_spikformer.convert.reference_weights import load_reference_weights
 from keras_spikformer.convert.spikformer_architecture import ArchitectureError
 from keras_spikformer.convert.tensor_values import check_tensor_values
-from keras_spikformer.io_utils import read_json
+from keras_spikformer.io_utils import check_writable_directory
+from keras_spikformer.presets import is_preset_directory
 
 # The zoo preset whose recipe (normalisation, evaluation crop) a converted
 # checkpoint of each reference flavour gets when no preset is named.
@@ -145,11 +146,10 @@ def convert_checkpoint(
     >>> model = Spikformer.from_preset("spikformer_cifar10")
     """
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(
-            f"{output} already exists; pass overwrite=True (CLI: --overwrite) to "
-            "replace it, or choose another --output."
-        )
+    # Before any work: only a preset of ours is replaced (never the user's files).
+    check_writable_directory(
+        output, overwrite, ("keras-spikformer preset", is_preset_directory)
+    )
     image_size = architecture.pop("image_size", None)
     given = {k: v for k, v in architecture.items() if v is not None}
     contents = read_checkpoint(checkpoint, use_ema=use_ema, progress=progress)
@@ -171,7 +171,7 @@ def convert_checkpoint(
         config = {**presets.read_config(directory), **given}
         provenance = {k: "given" if k in given else f"preset {preset}" for k in config}
         meta_path = directory / presets.METADATA_FILE
-        metadata = read_json(meta_path) if meta_path.is_file() else {}
+        metadata = presets.read_json(meta_path) if meta_path.is_file() else {}
         recipe = presets.read_recipe(directory)
     else:
         try:
