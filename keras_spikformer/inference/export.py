@@ -148,23 +148,29 @@ def _check_onnx_batch(model, batch_size, input_signature):
 def _check_target(filepath, format, overwrite):
     """Refuses to write over existing files unless `overwrite`; never deletes."""
     path = Path(filepath)
-    if path.is_dir() and any(path.iterdir()):
-        if format == "onnx" or not (path / "saved_model.pb").is_file():
+    writes_a_file = format != "tf_saved_model"  # ONNX, LiteRT, ... write one file
+    if path.is_dir():
+        if writes_a_file:
+            raise FileExistsError(
+                f"{path} is a directory; give the path of the {format} file to write."
+            )
+        if not any(path.iterdir()):
+            return
+        if not (path / "saved_model.pb").is_file():
             raise FileExistsError(
                 f"{path} is a non-empty directory that is not a SavedModel; export "
                 "to a new or empty directory (nothing was written or deleted)."
-                if format != "onnx"
-                else f"{path} is a non-empty directory; give a `.onnx` file path."
             )
         if not overwrite:
             raise FileExistsError(
                 f"{path} already holds a SavedModel; pass overwrite=True to replace "
                 "it, or export to a new directory."
             )
-    elif path.exists() and not path.is_dir():
-        if format != "onnx" or not path.is_file():
+    elif path.exists() or path.is_symlink():
+        if not writes_a_file or not path.is_file():
+            kind = "file" if writes_a_file else "directory"
             raise FileExistsError(
-                f"{path} exists and is not a directory; export to a new directory."
+                f"{path} exists and is not a regular {kind}; export to a new path."
             )
         if not overwrite:
             raise FileExistsError(

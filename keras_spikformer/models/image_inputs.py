@@ -145,7 +145,7 @@ def _check_float_pixels(values, encoding, scale):
             f"preprocessor expects pixels in 0..{top:g} (it multiplies them by "
             f"scale={scale:g}): if these are 0..1 images, multiply them by {top:g} "
             "first (or build the preprocessor with scale=1.0).",
-            stacklevel=4,
+            stacklevel=6,  # the caller of `predict`/`fit`/`evaluate`
         )
 
 
