@@ -56,6 +56,9 @@ def test_a_tiny_crop_pct_is_refused_at_construction():
     config = ImageClassifierPreprocessor((8, 8)).get_config()
     with pytest.raises(ValueError, match="crop_pct"):
         ImageClassifierPreprocessor.from_config({**config, "crop_pct": 0.002})
+    for crop_pct in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=r"`crop_pct` must be in \[0\.25, 1\]"):
+            ImageClassifierPreprocessor((8, 8), crop_pct=crop_pct)
     with pytest.raises(ValueError, match="above 4096 pixels a side"):
         ImageClassifierPreprocessor((4000, 4000), crop_pct=0.5)
 

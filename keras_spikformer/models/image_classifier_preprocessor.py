@@ -68,12 +68,15 @@ class ImageClassifierPreprocessor(keras.layers.Pipeline):
         image_size = _pair(image_size)
         crop_pct = _number("crop_pct", crop_pct)
         if not MIN_CROP_PCT <= crop_pct <= 1.0:
+            effect = ""
+            if 0 < crop_pct < MIN_CROP_PCT:
+                target = _resize_target(image_size, crop_pct)
+                effect = f", which would resize every image to {target} first"
             raise ValueError(
                 f"`crop_pct` must be in [{MIN_CROP_PCT}, 1] (the fraction of the "
                 f"shorter side kept by the centre crop; presets use 0.875-1.0); got "
-                f"{crop_pct}, which would resize every image to "
-                f"{_resize_target(image_size, crop_pct)} first. Fix `crop_pct` in "
-                "preprocessor.json (or the recipe's eval `crop_ratio`)."
+                f"{crop_pct}{effect}. Fix `crop_pct` in preprocessor.json (or the "
+                "recipe's eval `crop_ratio`)."
             )
         if max(_resize_target(image_size, crop_pct)) > MAX_RESIZE_SIDE:
             raise ValueError(
