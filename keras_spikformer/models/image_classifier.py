@@ -195,9 +195,10 @@ class ImageClassifier(InputCheckMixin, keras.Model):
 
     def _preprocess_array(self, x, budget=256 * 2**20):
         # Chunks of at most 64 images whose resized float32 copies fit `budget`.
-        size = self.preprocessor.image_size
+        pre = self.preprocessor
+        size = getattr(pre, "image_size", x.shape[1:-1])
         pixels = max(
-            np.prod(x.shape[1:-1]), np.prod(size) / self.preprocessor.crop_pct**2
+            np.prod(x.shape[1:-1]), np.prod(size) / getattr(pre, "crop_pct", 1.0) ** 2
         )
         chunk = int(max(1, min(64, budget // (4 * pixels * x.shape[-1]))))
         out = [
