@@ -7,6 +7,10 @@ import numpy as np
 
 from keras_spikformer import preset_builder
 from keras_spikformer.models.backbone import InputCheckMixin, PresetCatalogue
+from keras_spikformer.models.image_inputs import (
+    check_dataset_images,
+    check_model_inputs,
+)
 
 
 class ImageClassifier(InputCheckMixin, keras.Model):
@@ -36,7 +40,8 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         self._initialized = True
         # `fit`/`evaluate`/`predict` run the preprocessor first while True.
         self.apply_preprocessor = True
-        self.dtype_policy = self.backbone.dtype_policy  # Functional models ignore `dtype`
+        # Functional models ignore `dtype`.
+        self.dtype_policy = self.backbone.dtype_policy
         if self.preprocessor is not None:
             _check_preprocessor(self.preprocessor, self.backbone)
 
@@ -150,6 +155,10 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         """Applies the preprocessor to images: an array, a list of images of any
         sizes, or a `tf.data.Dataset` of `(images, ...)` batches.
 
+        Arrays are checked first (`image_inputs.check_raw_images`): a clear
+        error for strings, bool, empty batches, empty images, wrong layouts
+        and NaN or infinite pixels; a warning for 0..1 float images.
+
         Returns:
             Model-ready inputs of the same kind (a list becomes one array).
         """
@@ -158,12 +167,19 @@ class ImageClassifier(InputCheckMixin, keras.Model):
             return x
         channels = self.image_shape[-1]
         if type(x).__module__.startswith("tensorflow") and hasattr(x, "map"):
+            check_dataset_images(x)
+
             def fn(*batch):
                 if isinstance(batch[0], dict):  # named inputs: left to the user
                     return batch if len(batch) > 1 else batch[0]
                 return (pre(batch[0]),) + tuple(batch[1:])
+
             return x.map(fn)
         if isinstance(x, (list, tuple)):
+            if not x:
+                raise ValueError(
+                    "Got an empty list of images; pass at least one image."
+                )
             arrays = [np.asarray(image) for image in x]
             for image in arrays:
                 pre.check_images(image, channels)
@@ -177,7 +193,14 @@ class ImageClassifier(InputCheckMixin, keras.Model):
             return self._preprocess_array(x if len(x.shape) > 3 else x[None])
         return x
 
-    def _preprocess_array(self, x, chunk=64):
+    def _preprocess_array(self, x, budget=256 * 2**20):
+        # Chunks of at most 64 images whose resized float32 copies fit `budget`.
+        pre = self.preprocessor
+        size = getattr(pre, "image_size", x.shape[1:-1])
+        pixels = max(
+            np.prod(x.shape[1:-1]), np.prod(size) / getattr(pre, "crop_pct", 1.0) ** 2
+        )
+        chunk = int(max(1, min(64, budget // (4 * pixels * x.shape[-1]))))
         out = [
             keras.ops.convert_to_numpy(self.preprocessor(x[i : i + chunk]))
             for i in range(0, int(x.shape[0]), chunk)
@@ -192,12 +215,14 @@ class ImageClassifier(InputCheckMixin, keras.Model):
                 )
             else:
                 validation_data = self.preprocess(validation_data)
-        return super().fit(
-            self.preprocess(x), y, *args, validation_data=validation_data, **kwargs
-        )
+        x = self.preprocess(x)
+        check_model_inputs(self, x)
+        return super().fit(x, y, *args, validation_data=validation_data, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        return super().evaluate(self.preprocess(x), y, *args, **kwargs)
+        x = self.preprocess(x)
+        check_model_inputs(self, x)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, fused=False, **kwargs):
         """`keras.Model.predict` after the preprocessor; `fused=True` runs the
@@ -206,29 +231,38 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         Folding changes float rounding, so a spike near threshold can flip
         (on the trained digits preset ~2 spikes per million; exact on the
         reference fixtures): the default stays the unfused model.
+
+        Inputs are checked eagerly on every call, before the compiled function
+        runs (see `image_inputs`).
         """
+        x = self.preprocess(x)
+        check_model_inputs(self, x)
         if not fused:
-            return super().predict(self.preprocess(x), *args, **kwargs)
+            return super().predict(x, *args, **kwargs)
         from keras_spikformer.inference import fuse, refresh
 
         if getattr(self, "_fused_copy", None) is None:
             object.__setattr__(self, "_fused_copy", fuse(self))
         else:
             refresh(self._fused_copy, self)
-        copy = self._fused_copy
-        return keras.Model.predict(copy, self.preprocess(x), *args, **kwargs)
+        return keras.Model.predict(self._fused_copy, x, *args, **kwargs)
 
-    def export(self, filepath, format="tf_saved_model", fused=False, **kwargs):
+    def export(
+        self, filepath, format="tf_saved_model", fused=False, overwrite=False, **kwargs
+    ):
         """`keras.Model.export` (TF SavedModel, ONNX, ...) of the model-ready
         inference function, optionally batch-norm-folded; see
-        `keras_spikformer.inference.export_model`.
+        `keras_spikformer.inference.export_model`. An existing `.onnx` file or
+        SavedModel is replaced only with `overwrite=True`.
 
         Example:
         >>> model.export("digits.onnx", format="onnx")
         """
         from keras_spikformer.inference.export import export_model
 
-        return export_model(self, filepath, format=format, fused=fused, **kwargs)
+        return export_model(
+            self, filepath, format=format, fused=fused, overwrite=overwrite, **kwargs
+        )
 
     def fuse(self):
         """An inference-only copy with every batch norm that directly follows a

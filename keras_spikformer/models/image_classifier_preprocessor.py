@@ -5,6 +5,17 @@ import math
 import keras
 import numpy as np
 
+from keras_spikformer.models.image_inputs import (
+    DTYPE_TO_8BIT,
+    check_pixel_dtype,
+    check_raw_images,
+    dtype_name,
+)
+
+# Bounds checked at construction, before anything is allocated: a tiny
+# `crop_pct` would resize every image to a huge one first.
+MIN_CROP_PCT = 0.25
+MAX_RESIZE_SIDE = 4096
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos3", "lanczos5", "area")
 
 
@@ -25,12 +36,13 @@ class ImageClassifierPreprocessor(keras.layers.Pipeline):
 
     Args:
         image_size: tuple `(height, width)` of the model input.
-        crop_pct: float in (0, 1], the fraction of the shorter side kept by
+        crop_pct: float in [0.25, 1], the fraction of the shorter side kept by
             the centre crop. Defaults to `1.0`.
         interpolation: str, resize interpolation. Defaults to `"bicubic"`.
         mean: per-channel means after rescaling, or `None` (no normalisation).
         std: per-channel standard deviations, or `None`.
-        scale: float, multiplies the pixels first (`1/255` for uint8 images).
+        scale: float, multiplies the pixels first (`1/255` for 0..255 pixels:
+            uint8 or float images; uint16 images are scaled to 0..255 first).
         encoding: `"direct"` (images) or `"frames"` (event frames, passed through).
         **kwargs: `name`.
 
@@ -54,43 +66,79 @@ class ImageClassifierPreprocessor(keras.layers.Pipeline):
         **kwargs,
     ):
         image_size = _pair(image_size)
-        if not 0.0 < float(crop_pct) <= 1.0:
-            raise ValueError(f"`crop_pct` must be in (0, 1]; got {crop_pct}.")
+        crop_pct = _number("crop_pct", crop_pct)
+        if not MIN_CROP_PCT <= crop_pct <= 1.0:
+            effect = ""
+            if 0 < crop_pct < MIN_CROP_PCT:
+                target = _resize_target(image_size, crop_pct)
+                effect = f", which would resize every image to {target} first"
+            raise ValueError(
+                f"`crop_pct` must be in [{MIN_CROP_PCT}, 1] (the fraction of the "
+                f"shorter side kept by the centre crop; presets use 0.875-1.0); got "
+                f"{crop_pct}{effect}. Fix `crop_pct` in preprocessor.json (or the "
+                "recipe's eval `crop_ratio`)."
+            )
+        if max(_resize_target(image_size, crop_pct)) > MAX_RESIZE_SIDE:
+            raise ValueError(
+                f"`image_size` {image_size} with `crop_pct` {crop_pct} resizes every "
+                f"image to {_resize_target(image_size, crop_pct)}, above "
+                f"{MAX_RESIZE_SIDE} pixels a side; use a smaller image_size."
+            )
         if interpolation not in INTERPOLATIONS:
             raise ValueError(
                 f"`interpolation` must be one of {INTERPOLATIONS}; got {interpolation!r}."
             )
         if (mean is None) != (std is None):
             raise ValueError("Give both `mean` and `std`, or neither.")
-        if std is not None and any(float(s) <= 0 for s in std):
-            raise ValueError(f"`std` must be positive; got {std}.")
+        if mean is not None:
+            mean = _numbers("mean", mean)
+            std = _numbers("std", std)
+            if len(mean) != len(std):
+                raise ValueError(
+                    f"`mean` and `std` need one value per channel each; got {mean} "
+                    f"and {std}."
+                )
+            if min(std) <= 0:
+                raise ValueError(f"`std` must be positive; got {std}.")
+        scale = _number("scale", scale)
+        if scale <= 0:
+            raise ValueError(
+                f"`scale` must be positive (1/255 for 0..255 pixels); got {scale}."
+            )
         if encoding not in ("direct", "frames"):
-            raise ValueError(f"`encoding` must be 'direct' or 'frames'; got {encoding!r}.")
+            raise ValueError(
+                f"`encoding` must be 'direct' or 'frames'; got {encoding!r}."
+            )
         self.image_size = image_size
-        self.crop_pct = float(crop_pct)
+        self.crop_pct = crop_pct
         self.interpolation = interpolation
-        self.mean = None if mean is None else [float(m) for m in mean]
-        self.std = None if std is None else [float(s) for s in std]
-        self.scale = float(scale)
+        self.mean = mean
+        self.std = std
+        self.scale = scale
         self.encoding = encoding
         super().__init__(self._make_layers(), name=kwargs.pop("name", None))
-        for layer in self.layers:  # stateless: nothing to build
+        self._to_8bit = {
+            dtype: keras.layers.Rescaling(factor, name=f"{dtype}_to_8bit")
+            for dtype, factor in DTYPE_TO_8BIT.items()
+        }
+        for layer in [*self.layers, *self._to_8bit.values()]:  # stateless
             layer.built = True
         self.built = True
 
     def call(self, inputs, training=None, mask=None):
         if not self.layers:  # event frames pass through
             return inputs
+        dtype = dtype_name(inputs.dtype)
+        check_pixel_dtype(dtype)
+        if dtype in DTYPE_TO_8BIT:  # e.g. uint16 pixels to the 0..255 of uint8
+            inputs = self._to_8bit[dtype](inputs)
         return super().call(inputs, training=False, mask=mask)
 
     def _make_layers(self):
         if self.encoding == "frames":
             return []
         height, width = self.image_size
-        resize_to = (
-            math.floor(height / self.crop_pct),
-            math.floor(width / self.crop_pct),
-        )
+        resize_to = _resize_target(self.image_size, self.crop_pct)
         layers = [
             keras.layers.Resizing(
                 *resize_to,
@@ -116,24 +164,9 @@ class ImageClassifierPreprocessor(keras.layers.Pipeline):
         return None if self.mean is None or len(self.mean) == 1 else len(self.mean)
 
     def check_images(self, images, channels):
-        """Raises a `ValueError` naming the fix when `images` cannot be preprocessed."""
-        shape = tuple(getattr(images, "shape", np.shape(images)))
-        rank = 5 if self.encoding == "frames" else 4
-        if len(shape) not in (rank - 1, rank):
-            layout = "[batch, time, height, width, channels]" if rank == 5 else (
-                "[batch, height, width, channels] (or one [height, width, channels] image)"
-            )
-            raise ValueError(f"Expected images laid out {layout}; got shape {shape}.")
-        if shape[-1] is not None and channels is not None and shape[-1] != channels:
-            hint = ""
-            if shape[-1] == 1 and channels == 3:
-                hint = " Convert grey-scale images to RGB (repeat the channel)."
-            elif len(shape) >= 3 and shape[-3] == channels:
-                hint = " The images look channels-first: move channels last."
-            raise ValueError(
-                f"The model takes {channels}-channel images; got {shape[-1]} channels "
-                f"(shape {shape}).{hint}"
-            )
+        """Raises a `ValueError` naming the fix when `images` cannot be preprocessed
+        (see `image_inputs.check_raw_images`); warns on 0..1 float images."""
+        check_raw_images(images, channels, self.encoding, self.scale)
 
     def get_config(self):
         return {
@@ -169,6 +202,36 @@ class ImageClassifierPreprocessor(keras.layers.Pipeline):
             scale=recipe.get("input_scale", 1.0 / 255.0),
             encoding=encoding,
         )
+
+
+def _resize_target(image_size, crop_pct):
+    """The size every image is resized to before the centre crop."""
+    return tuple(math.floor(side / crop_pct) for side in image_size)
+
+
+def _number(name, value):
+    """`value` as a finite float, or a `ValueError` naming the option."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(
+            f"`{name}` must be a finite number; got {value!r}. Fix it in "
+            "preprocessor.json (or the preset's recipe.json)."
+        )
+    return number
+
+
+def _numbers(name, values):
+    """A list of finite floats (one per channel)."""
+    if isinstance(values, (int, float)):
+        values = [values]
+    if isinstance(values, str) or not hasattr(values, "__len__") or not len(values):
+        raise ValueError(
+            f"`{name}` must be a list of per-channel numbers; got {values!r}."
+        )
+    return [_number(name, v) for v in values]
 
 
 def _pair(size):
