@@ -182,7 +182,7 @@ def image_folder(data_dir, image_size, channels=3):
     Example:
     >>> data = image_folder("~/imagenet", (224, 224))  # doctest: +SKIP
     """
-    from keras_spikformer.data.image_sources import list_image_folder
+    from keras_spikformer.data.image_folder_listing import list_image_folder
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}.")
