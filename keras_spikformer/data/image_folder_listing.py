@@ -55,7 +55,7 @@ def class_files(class_dir, ignored, skipped):
             if entry.is_dir():  # follows symlinks
                 real = os.path.realpath(entry.path)
                 if real in seen:
-                    skipped["folder links looping back"] += 1
+                    skipped["folders reached twice (links, loops)"] += 1
                 elif not _inside(real, root_real):
                     skipped["folder links leaving the class folder"] += 1
                 else:
