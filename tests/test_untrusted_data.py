@@ -49,7 +49,7 @@ def _zip_of_zeros(path, count, names=("t", "x", "y", "p")):
 
 # ------------------------------------------------------------ event files
 def test_event_files_declaring_huge_tensors_are_refused_within_a_budget(tmp_path):
-    many = _zip_of_zeros(tmp_path / "many.npz", 4 * 10**7)  # 0.2 MB on disk
+    many = _zip_of_zeros(tmp_path / "many.npz", 4 * 10**7)  # 0.7 MB on disk
     wide = _npz(tmp_path / "wide.npz", sensor_size=[4096, 8192])  # 3 KB
     code = f"""
     for path in ({many!r}, {wide!r}):
@@ -59,7 +59,7 @@ def test_event_files_declaring_huge_tensors_are_refused_within_a_budget(tmp_path
             outcome(f"{{type(e).__name__}}: {{e}}")
     """
     setup = "from keras_spikformer.data import event_frames"
-    outcomes, _ = run_with_budget(code, 64, setup=setup)  # unchecked: 800 MiB
+    outcomes, _ = run_with_budget(code, 64, setup=setup)  # unchecked: 800 MiB here
     assert len(outcomes) == 2, outcomes
     assert "EventFileError" in outcomes[0] and "many.npz" in outcomes[0]
     assert "40,000,000 events" in outcomes[0] and "MAX_EVENTS_PER_FILE" in outcomes[0]
@@ -284,8 +284,8 @@ def test_decompression_bombs_are_skipped_from_their_header(tmp_path):
     outcome(sum(int(x.shape[0]) for x, _ in batches))
     outcome(data.input_report()["train_undecodable_files"])
     """
-    # Decoded unchecked, the bomb took 156 MiB; a 1-channel decode, so the
-    # 390 KB 20000x20000 RGB case of the issue costs 1.2 GB.
+    # Decoded without the header check, this grey bomb took 156 MiB here
+    # (the issue's 390 KB 20000x20000 RGB PNGs: 1.2 GB each).
     outcomes, _ = run_with_budget(code, 64, setup=setup, backend="tensorflow")
     assert outcomes == ["2", "1"]  # the bomb is skipped and counted
 
@@ -350,3 +350,16 @@ def test_file_names_that_are_not_utf8(tmp_path):
         ValueError, match=r"Class folder b'.*test/\\xff'.*not valid UTF-8"
     ):
         image_folder(root, (8, 8))
+
+
+def test_event_files_that_are_not_regular_or_too_big_are_refused_unread(tmp_path):
+    fifo = tmp_path / "live.npz"
+    os.mkfifo(fifo)  # opening it would block
+    with pytest.raises(EventFileError, match=r"live\.npz.*not a regular file"):
+        events.read_events(fifo)
+    huge = tmp_path / "huge.aedat"  # sparse: 270 MB that take no disk
+    with open(huge, "wb") as f:
+        f.write(b"#!AER-DAT2.0\r\n")
+        f.truncate(8 * 2**25 + 2**21)
+    with pytest.raises(EventFileError, match=r"huge\.aedat.*270,532,608 bytes.*budget"):
+        events.read_events(huge)

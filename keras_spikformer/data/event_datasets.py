@@ -20,7 +20,9 @@ Layouts and splits:
 - `"npz_folder"`: `<root>/<class>/*.npz` (arrays `t`, `x`, `y`, `p`), split
   per class like CIFAR10-DVS; or `<root>/train/<class>/*.npz` and
   `<root>/test/<class>/*.npz` when both exist. The sensor size comes from
-  `sensor_size=` or from a `sensor_size` array stored in the files.
+  `sensor_size=` or from a `sensor_size` array stored in the files; a file
+  storing another size is refused before any is integrated, as are frame
+  tensors above `event_limits.MAX_FRAME_VALUES`.
 """
 
 import math
