@@ -48,25 +48,6 @@ def _zip_of_zeros(path, count, names=("t", "x", "y", "p")):
 
 
 # ------------------------------------------------------------ event files
-def test_event_files_declaring_huge_tensors_are_refused_within_a_budget(tmp_path):
-    many = _zip_of_zeros(tmp_path / "many.npz", 4 * 10**7)  # 0.7 MB on disk
-    wide = _npz(tmp_path / "wide.npz", sensor_size=[4096, 8192])  # 3 KB
-    code = f"""
-    for path in ({many!r}, {wide!r}):
-        try:
-            event_frames.integrate_to_frames_cached(path, 3, cache_dir={str(tmp_path)!r})
-        except Exception as e:
-            outcome(f"{{type(e).__name__}}: {{e}}")
-    """
-    setup = "from keras_spikformer.data import event_frames"
-    outcomes, _ = run_with_budget(code, 64, setup=setup)  # unchecked: 800 MiB here
-    assert len(outcomes) == 2, outcomes
-    assert "EventFileError" in outcomes[0] and "many.npz" in outcomes[0]
-    assert "40,000,000 events" in outcomes[0] and "MAX_EVENTS_PER_FILE" in outcomes[0]
-    assert "EventFileError" in outcomes[1] and "wide.npz" in outcomes[1]
-    assert "3 x 4096 x 8192 x 2" in outcomes[1] and "MAX_FRAME_VALUES" in outcomes[1]
-
-
 def test_oversized_sensor_is_refused_before_any_frame_is_built(tmp_path):
     root = tmp_path / "npz"
     _npz(os.makedirs(root / "a") or root / "a" / "0.npz", sensor_size=[12800, 12800])
@@ -264,10 +245,14 @@ def _png_bomb(side):
             + chunk(b"IEND", b""))  # fmt: skip
 
 
-def test_decompression_bombs_are_skipped_from_their_header(tmp_path):
+def test_crafted_files_are_refused_within_a_memory_budget(tmp_path):
+    """One child process (one TensorFlow import) for all crafted files."""
+    many = _zip_of_zeros(tmp_path / "many.npz", 4 * 10**7)  # 0.7 MB on disk
+    wide = _npz(tmp_path / "wide.npz", sensor_size=[4096, 8192])  # 3 KB
     root = _folder(tmp_path / "data", per_class=1)
-    (root / "train" / "c0" / "bomb.png").write_bytes(_png_bomb(12000))  # 144 M px
+    (root / "train" / "c0" / "bomb.png").write_bytes(_png_bomb(10000))  # 100 M px
     setup = f"""
+    from keras_spikformer.data import event_frames
     from keras_spikformer.data.image_datasets import image_folder
     from keras_spikformer.data.image_pipeline import eval_batches
     from keras_spikformer.data.augment import make_eval_preprocess
@@ -279,15 +264,25 @@ def test_decompression_bombs_are_skipped_from_their_header(tmp_path):
     for _ in eval_batches(data.records.test, preprocess, 2):  # warm TF up
         pass
     """
-    code = """
+    code = f"""
+    for path in ({many!r}, {wide!r}):
+        try:
+            event_frames.integrate_to_frames_cached(path, 3, cache_dir={str(tmp_path)!r})
+        except Exception as e:
+            outcome(f"{{type(e).__name__}}: {{e}}")
     batches = eval_batches(data.records.train, preprocess, 4)
     outcome(sum(int(x.shape[0]) for x, _ in batches))
     outcome(data.input_report()["train_undecodable_files"])
     """
-    # Decoded without the header check, this grey bomb took 156 MiB here
-    # (the issue's 390 KB 20000x20000 RGB PNGs: 1.2 GB each).
+    # Without the checks, here: 800 MiB for the events, 110 MiB for this grey
+    # bomb (the issue's 390 KB 20000x20000 RGB PNGs: 1.2 GB each).
     outcomes, _ = run_with_budget(code, 64, setup=setup, backend="tensorflow")
-    assert outcomes == ["2", "1"]  # the bomb is skipped and counted
+    assert len(outcomes) == 4, outcomes
+    assert "EventFileError" in outcomes[0] and "many.npz" in outcomes[0]
+    assert "40,000,000 events" in outcomes[0] and "MAX_EVENTS_PER_FILE" in outcomes[0]
+    assert "EventFileError" in outcomes[1] and "wide.npz" in outcomes[1]
+    assert "3 x 4096 x 8192 x 2" in outcomes[1] and "MAX_FRAME_VALUES" in outcomes[1]
+    assert outcomes[2:] == ["2", "1"]  # the bomb is skipped unread and counted
 
 
 def _encoded(rng, fmt):
