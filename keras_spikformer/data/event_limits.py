@@ -72,6 +72,9 @@ def check_event_count(count, source=None):
     Args:
         count: the number of events the file declares.
         source: the file named in the error.
+
+    Example:
+        >>> check_event_count(10**6, "rec.npz")
     """
     if count > MAX_EVENTS_PER_FILE:
         raise EventFileError(
@@ -116,6 +119,9 @@ def check_event_values(t, x, y, source=None):
     Args:
         t, x, y: integer arrays (any integer dtype).
         source: the file named in the error.
+
+    Example:
+        >>> check_event_values(np.arange(3), np.arange(3), np.arange(3))
     """
     for name, a, limit in (
         ("x", x, MAX_COORDINATE),

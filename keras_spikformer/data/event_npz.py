@@ -115,6 +115,10 @@ def read_npz_sensor_size(path, headers=None):
 
     Returns:
         `(H, W)` tuple of ints, or `None` when the file stores none.
+
+    Example:
+        >>> read_npz_sensor_size("s.npz")  # doctest: +SKIP
+        (128, 128)
     """
     path = os.fspath(path)
     headers = npz_array_headers(path) if headers is None else headers

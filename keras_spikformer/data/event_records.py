@@ -102,6 +102,10 @@ def check_event_file(path):
 
     Returns:
         The size in bytes.
+
+    Example:
+        >>> check_event_file("cat_1.aedat")  # doctest: +SKIP
+        2817096
     """
     path = os.fspath(path)
     try:

@@ -51,6 +51,10 @@ def declared_pixels(contents):
 
     Returns:
         int64 scalar tensor.
+
+    Example:
+    >>> declared_pixels(tf.constant(png_bytes))  # doctest: +SKIP
+    <tf.Tensor: shape=(), dtype=int64, numpy=400000000>
     """
     head = tf.strings.substr(contents, 0, 8)
 
