@@ -20,7 +20,9 @@ Layouts and splits:
 - `"npz_folder"`: `<root>/<class>/*.npz` (arrays `t`, `x`, `y`, `p`), split
   per class like CIFAR10-DVS; or `<root>/train/<class>/*.npz` and
   `<root>/test/<class>/*.npz` when both exist. The sensor size comes from
-  `sensor_size=` or from a `sensor_size` array stored in the files.
+  `sensor_size=` or from a `sensor_size` array stored in the files; a file
+  storing another size is refused before any is integrated, as are frame
+  tensors above `event_limits.MAX_FRAME_VALUES`.
 """
 
 import math
@@ -32,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spikformer.data import event_frames as _frames
+from keras_spikformer.data import event_limits as _limits
+from keras_spikformer.data import event_npz as _npz
 from keras_spikformer.data import events as _events
 
 __all__ = [
@@ -198,22 +202,38 @@ def _npz_examples(root, split, train_fraction, opts):
     return out, tuple(classes)
 
 
-def _npz_sensor_size(examples):
+def _npz_sensor_size(examples, sensor_size):
+    """The folder's sensor: `sensor_size` if given, else the first file's."""
+    if sensor_size is not None:
+        return _limits.check_sensor_size(sensor_size, what="sensor_size")
     if not examples:
         return None
-    try:
-        with np.load(examples[0].source, allow_pickle=False) as z:
-            if "sensor_size" in z.files:
-                return tuple(int(v) for v in np.asarray(z["sensor_size"]).ravel())
-    except Exception as e:
-        raise _events.EventFileError(
-            f"Cannot read {examples[0].source!r} as .npz: {e}"
-        ) from e
+    stored = _npz.read_npz_sensor_size(examples[0].source)
+    if stored is not None:
+        return stored
     raise ValueError(
         f"npz_folder needs the sensor size: pass sensor_size=(H, W), or store a "
         f"`sensor_size` array in the files (e.g. {examples[0].source!r}; see "
         "events.write_npz_events)."
     )
+
+
+def _check_npz_sensors(examples, sensor, given):
+    """Refuses, before any is integrated, files stored with another sensor size."""
+    for e in examples:
+        stored = _npz.read_npz_sensor_size(e.source)
+        if stored is not None and stored != tuple(sensor):
+            origin = (
+                "passed as sensor_size"
+                if given
+                else (f"stored in the folder's first file {examples[0].source!r}")
+            )
+            raise _events.EventFileError(
+                f"Event file {e.source!r} stores sensor_size {stored}, but the folder "
+                f"is integrated on {tuple(sensor)} ({origin}). Frames of one "
+                "dataset share a sensor: keep recordings of one sensor size per "
+                "folder, or re-save them with one sensor_size."
+            )
 
 
 def _check_image_size(image_size, sensor_size):
@@ -327,7 +347,7 @@ def event_frames_dataset(
         examples, class_names = _npz_examples(
             root, split, train_fraction, dict(opts, orientation=orientation)
         )
-        sensor = tuple(sensor_size) if sensor_size else _npz_sensor_size(examples)
+        sensor = _npz_sensor_size(examples, sensor_size)
         # Re-key with the resolved sensor size.
         opts.update(sensor_size=sensor, orientation=orientation)
         examples = [
@@ -339,6 +359,9 @@ def event_frames_dataset(
             f"The {split!r} split of {dataset} at {root!r} is empty (too few files "
             f"per class for train_fraction={train_fraction}?)."
         )
+    _limits.check_frame_budget(
+        num_frames, sensor, "sensor_size" if sensor_size else examples[0].source
+    )
     out_h, out_w = _check_image_size(image_size, sensor)
 
     # Build the missing cache entries, one source file at a time.
@@ -351,6 +374,8 @@ def event_frames_dataset(
             _build_gesture_caches(pending, opts, bar)
     else:
         pending = [e for e in examples if not os.path.isfile(e.cache_path)]
+        if dataset == "npz_folder":
+            _check_npz_sensors(pending, sensor, given=sensor_size is not None)
         if pending:
             bar = keras.utils.Progbar(len(pending), unit_name="file", verbose=verbose)
             for e in pending:

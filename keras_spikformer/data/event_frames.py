@@ -25,6 +25,7 @@ import tempfile
 
 import numpy as np
 
+from keras_spikformer.data import event_limits as _limits
 from keras_spikformer.data import events as _events
 
 __all__ = [
@@ -118,9 +119,11 @@ def integrate_events_to_frames(
             f"sensor_size (H, W) is needed to integrate the events{where}; pass "
             "e.g. sensor_size=(128, 128) or store `sensor_size` in the .npz."
         )
-    h, w = (int(v) for v in sensor_size)
+    h, w = _limits.check_sensor_size(sensor_size, source)
+    _limits.check_frame_budget(num_frames, (h, w), source)
     t, x, y, p = (np.asarray(events[k]).reshape(-1) for k in ("t", "x", "y", "p"))
     n = t.size
+    _limits.check_event_count(n, source)
     if n < num_frames:
         raise ValueError(
             f"Too few events{where}: {n} events cannot fill num_frames="
@@ -135,6 +138,7 @@ def integrate_events_to_frames(
         )
     if not np.isin(p, (0, 1)).all():
         raise ValueError(f"Polarities{where} must be 0 or 1.")
+    _limits.check_event_values(t, x, y, source)
     if n > 1 and np.any(np.diff(t) < 0):
         order = np.argsort(t, kind="stable")
         t, x, y, p = t[order], x[order], y[order], p[order]
@@ -309,11 +313,22 @@ def integrate_to_frames_cached(
     frames = _load_cached(path)
     if frames is not None:
         return frames
+    if sensor_size is not None:  # refused before the file is read
+        sensor_size = _limits.check_sensor_size(sensor_size, what="sensor_size")
+        _limits.check_frame_budget(num_frames, sensor_size, events_file)
     ev = _events.read_events(events_file, orientation=orientation)
+    stored = ev.get("sensor_size")
     if sensor_size is None:
-        sensor_size = ev.get("sensor_size")
+        sensor_size = stored
         if sensor_size is None and not events_file.lower().endswith(".npz"):
             sensor_size = _events.DVS128_SENSOR_SIZE
+    elif stored is not None and tuple(stored) != tuple(sensor_size):
+        raise _limits.EventFileError(
+            f"Event file {events_file!r} was recorded on a {stored[0]}x{stored[1]} "
+            f"sensor (its stored sensor_size) but is integrated on "
+            f"{sensor_size[0]}x{sensor_size[1]}. Keep recordings of one sensor "
+            "size per folder, or pass the matching sensor_size."
+        )
     frames = integrate_events_to_frames(
         ev, num_frames, split_by, sensor_size, source=events_file
     )

@@ -1,8 +1,12 @@
-"""Event records: the event dict, its checks, the known datasets' constants, `.npz` files."""
+"""Event records: the event dict, its checks, the known datasets' constants, file checks."""
 
 import os
+import stat
 
 import numpy as np
+
+from keras_spikformer.data import event_limits as limits
+from keras_spikformer.data.event_limits import EventFileError, check_event_values
 
 DVS128_SENSOR_SIZE = (128, 128)
 # CIFAR10-DVS class folders, in label order (as CIFAR-10).
@@ -33,10 +37,6 @@ DVSGESTURE_CLASS_NAMES = (
     "other_gestures",
 )
 ORIENTATIONS = ("spikingjelly", "dat2mat", "raw")
-
-
-class EventFileError(ValueError):
-    """An event or label file is missing, malformed or holds no events."""
 
 
 def make_events(t, x, y, p):
@@ -72,6 +72,7 @@ def make_events(t, x, y, p):
             )
     if x.size and (x.min() < 0 or y.min() < 0):
         raise ValueError("Event coordinates x and y must be non-negative.")
+    check_event_values(t, x, y)
     if p.size and not np.isin(p, (0, 1)).all():
         raise ValueError(
             f"Event polarity `p` must be 0 or 1, got values {np.unique(p)[:5]}. "
@@ -90,79 +91,53 @@ def num_events(events):
     return int(np.asarray(events["t"]).size)
 
 
-def read_bytes(path):
-    """The whole file, or an `EventFileError` for a missing or empty one."""
+def check_event_file(path):
+    """The size of a regular, non-empty event file, or a clear `EventFileError`.
+
+    Devices, FIFOs and directories are refused without being opened (a FIFO
+    would block, `/dev/zero` would never end).
+
+    Args:
+        path: the file (symlinks are followed).
+
+    Returns:
+        The size in bytes.
+
+    Example:
+        >>> check_event_file("cat_1.aedat")  # doctest: +SKIP
+        2817096
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise EventFileError(f"Event file not found: {path!r}.")
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data:
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise EventFileError(f"Event file not found: {path!r}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise EventFileError(
+            f"Event file {path!r} is not a regular file (a directory, device or "
+            "FIFO); point to the recording itself."
+        )
+    if not info.st_size:
         raise EventFileError(
             f"Event file {path!r} is empty (0 bytes); re-download or re-extract it."
         )
-    return data
+    return info.st_size
 
 
-def read_npz_events(path):
-    """Reads events saved as `.npz` with arrays `t`, `x`, `y`, `p`.
+def read_bytes(path):
+    """The whole file, or an `EventFileError` for a missing, empty or huge one.
 
-    Args:
-        path: path of the `.npz` file (see `write_npz_events`).
-
-    Returns:
-        Event dict; `"sensor_size"` (`(H, W)` tuple) is added when stored.
-
-    Example:
-        >>> ev = read_npz_events("sample.npz")  # doctest: +SKIP
+    AEDAT records take 8 bytes per event: files above
+    `MAX_EVENTS_PER_FILE` events (plus 1 MiB of headers) are refused unread.
     """
     path = os.fspath(path)
-    read_bytes(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("t", "x", "y", "p") if k not in z.files]
-            if missing:
-                raise EventFileError(
-                    f"Event file {path!r} lacks arrays {missing}; an event .npz "
-                    "needs `t`, `x`, `y` and `p` (see write_npz_events)."
-                )
-            arrays = {k: z[k] for k in ("t", "x", "y", "p")}
-            sensor = z["sensor_size"] if "sensor_size" in z.files else None
-    except EventFileError:
-        raise
-    except Exception as e:  # zipfile / format errors
-        raise EventFileError(f"Cannot read {path!r} as .npz: {e}") from e
-    try:
-        events = make_events(*(arrays[k] for k in ("t", "x", "y", "p")))
-    except ValueError as e:
-        raise EventFileError(f"Bad events in {path!r}: {e}") from None
-    if not num_events(events):
-        raise EventFileError(f"No events in {path!r}: its arrays are empty.")
-    if sensor is not None:
-        events["sensor_size"] = tuple(int(v) for v in np.asarray(sensor).ravel())
-    return events
-
-
-def write_npz_events(path, events, sensor_size=None):
-    """Saves events as `.npz` (arrays `t`, `x`, `y`, `p`, opt. `sensor_size`).
-
-    Args:
-        path: output path (`.npz` is appended by numpy if missing).
-        events: event dict or anything with `t`, `x`, `y`, `p` fields.
-        sensor_size: optional `(H, W)` stored alongside.
-
-    Returns:
-        The path written.
-
-    Example:
-        >>> write_npz_events("s.npz", make_events([0], [1], [2], [1]), (4, 4))
-        's.npz'
-    """
-    ev = make_events(*(events[k] for k in ("t", "x", "y", "p")))
-    if sensor_size is not None:
-        ev["sensor_size"] = np.asarray(sensor_size, dtype=np.int64)
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        path += ".npz"
-    np.savez(path, **ev)
-    return path
+    size = check_event_file(path)
+    budget = limits.MAX_EVENTS_PER_FILE
+    if size > 8 * budget + 2**20:
+        raise EventFileError(
+            f"Event file {path!r} is {size:,} bytes, more than the budget of "
+            f"{budget:,} events of 8 bytes. Split the recording, or "
+            "raise keras_spikformer.data.event_limits.MAX_EVENTS_PER_FILE."
+        )
+    with open(path, "rb") as f:
+        return f.read()

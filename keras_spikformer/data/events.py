@@ -45,16 +45,16 @@ from keras_spikformer.data.aedat import (
     read_dvsgesture_labels,
     split_dvsgesture_recording,
 )
+from keras_spikformer.data.event_npz import read_npz_events, write_npz_events
 from keras_spikformer.data.event_records import (
     CIFAR10DVS_CLASS_NAMES,
     DVS128_SENSOR_SIZE,
     DVSGESTURE_CLASS_NAMES,
     ORIENTATIONS,
     EventFileError,
+    check_event_file,
     make_events,
     num_events,
-    read_npz_events,
-    write_npz_events,
 )
 
 __all__ = [
@@ -99,8 +99,7 @@ def read_events(path, orientation="spikingjelly", drop_invalid=True):
     path = os.fspath(path)
     if path.lower().endswith(".npz"):
         return read_npz_events(path)
-    if not os.path.isfile(path):
-        raise EventFileError(f"Event file not found: {path!r}.")
+    check_event_file(path)
     with open(path, "rb") as f:
         first = f.readline(64)
     if first.startswith(b"#!AER-DAT3"):

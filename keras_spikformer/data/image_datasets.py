@@ -170,6 +170,11 @@ def image_folder(data_dir, image_size, channels=3):
     skipped and counted; an empty class folder stays a class (labels follow
     the sorted folder names, as torchvision's `ImageFolder`); corrupt images
     are skipped while streaming and counted (`ImageData.input_report()`).
+    Folders are untrusted: only regular files are read (devices, FIFOs and
+    broken links are skipped and counted unread), sub-folders are followed
+    once and only inside their class folder (see `image_folder_listing`),
+    and images declaring more than `image_decode.MAX_IMAGE_PIXELS` pixels
+    in their header are skipped undecoded and counted.
 
     Args:
         data_dir: the root folder.
@@ -182,7 +187,7 @@ def image_folder(data_dir, image_size, channels=3):
     Example:
     >>> data = image_folder("~/imagenet", (224, 224))  # doctest: +SKIP
     """
-    from keras_spikformer.data.image_sources import list_image_folder
+    from keras_spikformer.data.image_folder_listing import list_image_folder
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}.")

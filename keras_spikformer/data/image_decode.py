@@ -17,6 +17,103 @@ import tensorflow as tf
 
 from keras_spikformer.data import crops
 
+# Decoded pixels one image may have (PIL's `MAX_IMAGE_PIXELS`, about 89.5 M);
+# larger files (decompression bombs: a 20000x20000 PNG of 390 KB decodes to
+# 1.2 GB) are skipped and counted unread, from the size in their header.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _header_int(contents, pos, size, big_endian):
+    raw = tf.io.decode_raw(tf.strings.substr(contents, pos, size), tf.uint8)
+    raw = tf.cast(tf.ensure_shape(raw, [size]), tf.int64)
+    order = tf.range(size, dtype=tf.int64)
+    shifts = 8 * (size - 1 - order) if big_endian else 8 * order
+    return tf.reduce_sum(tf.bitwise.left_shift(raw, shifts))
+
+
+def _gif_frame_bound(contents):
+    """At most this many frames: each image descriptor (`,`) after the first
+    follows a block terminator (a zero byte)."""
+    data = tf.io.decode_raw(contents, tf.uint8)
+    pairs = tf.logical_and(tf.equal(data[:-1], 0), tf.equal(data[1:], 44))
+    return tf.reduce_sum(tf.cast(pairs, tf.int64)) + 1
+
+
+def declared_pixels(contents):
+    """Pixels an encoded image decodes to, read from its header (no decoding).
+
+    JPEG and PNG: height x width. GIF: the screen size times a bound on the
+    frame count (TensorFlow decodes every frame). BMP: |height| x width.
+    Other formats, and headers too short to hold the size, give -1.
+
+    Args:
+        contents: scalar string tensor, encoded image bytes.
+
+    Returns:
+        int64 scalar tensor.
+
+    Example:
+    >>> declared_pixels(tf.constant(png_bytes))  # doctest: +SKIP
+    <tf.Tensor: shape=(), dtype=int64, numpy=400000000>
+    """
+    head = tf.strings.substr(contents, 0, 8)
+
+    def sized(pos, size, big_endian, count):
+        def read():
+            h = _header_int(contents, pos + size, size, big_endian)
+            w = _header_int(contents, pos, size, big_endian)
+            return (
+                tf.abs(tf.cast(tf.bitcast(tf.cast(h, tf.uint32), tf.int32), tf.int64))
+                * w
+                * count()
+            )
+
+        return read
+
+    def one():
+        return tf.constant(1, tf.int64)
+
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(contents), tf.int64)
+        return shape[0] * shape[1]
+
+    long_enough = tf.strings.length(contents) >= 26
+    branches = [
+        (tf.io.is_jpeg(contents), jpeg),
+        (head == b"\x89PNG\r\n\x1a\n", sized(16, 4, True, one)),
+        (
+            tf.strings.substr(head, 0, 4) == b"GIF8",
+            sized(6, 2, False, lambda: _gif_frame_bound(contents)),
+        ),
+        (tf.strings.substr(head, 0, 2) == b"BM", sized(18, 4, False, one)),
+    ]
+    pixels = tf.constant(-1, tf.int64)
+    for condition, branch in reversed(branches):
+        pixels = tf.cond(
+            tf.logical_and(condition, long_enough), branch, lambda p=pixels: p
+        )
+    return pixels
+
+
+def check_declared_size(contents):
+    """`contents`, or an `InvalidArgumentError` (the pipeline's counted skip)
+    for an unknown format or more than `MAX_IMAGE_PIXELS` declared pixels."""
+    pixels = declared_pixels(contents)
+    ok = tf.logical_and(pixels > 0, pixels <= MAX_IMAGE_PIXELS)
+    with tf.control_dependencies(
+        [
+            tf.debugging.Assert(
+                ok,
+                [
+                    "Image skipped: not JPEG/PNG/GIF/BMP, or more pixels than "
+                    f"MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS}:",
+                    pixels,
+                ],
+            )
+        ]
+    ):
+        return tf.identity(contents)
+
 
 def decode_crop(contents, channels, box_fn):
     """Decodes `contents` and crops it to `box_fn(height, width)`.
@@ -30,6 +127,8 @@ def decode_crop(contents, channels, box_fn):
         `uint8 [crop_height, crop_width, channels]`.
     """
 
+    contents = check_declared_size(contents)
+
     def jpeg():
         shape = tf.io.extract_jpeg_shape(contents)
         box = tf.stack(box_fn(shape[0], shape[1]))
@@ -38,7 +137,11 @@ def decode_crop(contents, channels, box_fn):
         )
 
     def other():
-        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+        # GIF and BMP decode to RGB only: grey-scale is PIL's `convert("L")`.
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        if channels == 1:
+            grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+            image = tf.cast(tf.clip_by_value(tf.round(grey), 0.0, 255.0), tf.uint8)
         shape = tf.shape(image)
         top, left, h, w = box_fn(shape[0], shape[1])
         return tf.slice(image, [top, left, 0], [h, w, channels])
@@ -53,6 +156,8 @@ def _full_box(height, width):
 
 def _resize_uint8(image, size, interpolation):
     """Antialiased resize, rounded to 0..255 like PIL's 8-bit output."""
+    # In float: "nearest" would otherwise keep uint8, which clipping refuses.
+    image = tf.cast(image, tf.float32)
     out = tf.image.resize(image, size, method=interpolation, antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
 

@@ -44,12 +44,15 @@ class StreamingRecords:
     test: object
 
     def report(self):
-        """What was skipped: unreadable files, non-image files, empty classes."""
+        """What was skipped: unreadable files, non-image files, empty classes, and
+        entries not read (devices, FIFOs, folder links looping or leaving a class)."""
         out = {}
         for name, source in (("train", self.train), ("test", self.test)):
             out[f"{name}_undecodable_files"] = source.counter.value()
             out[f"{name}_non_image_files"] = sum(source.ignored.values())
             out[f"{name}_empty_class_folders"] = len(source.empty_classes)
+            not_regular = sum(getattr(source, "not_regular", {}).values())
+            out[f"{name}_not_regular_files"] = not_regular
         return out
 
 

@@ -8,9 +8,7 @@ only per-dataset memory is the list of file names (folders) or shard names
 (TFDS) plus one shuffle window of encoded records, bounded in bytes (TFDS).
 """
 
-import collections
 import os
-import warnings
 
 import tensorflow as tf
 
@@ -69,20 +67,24 @@ class FolderSource:
     """Images in `<split>/<class>/**/<file>` (torchvision's ImageFolder layout).
 
     Args:
-        paths: list of file paths.
+        paths: list of file paths (str; non-UTF-8 names as surrogate escapes).
         labels: list of int labels.
         ignored: dict suffix -> count of files skipped as non-images.
         empty_classes: class names whose folders hold no image.
+        not_regular: dict reason -> count of entries skipped unread (devices,
+            FIFOs, folder links looping or leaving the class folder).
     """
 
-    def __init__(self, paths, labels, ignored=None, empty_classes=()):
+    def __init__(self, paths, labels, ignored=None, empty_classes=(), not_regular=None):
         self.paths = list(paths)
         self.labels = list(labels)
         self.num_examples = len(self.paths)
         self.ignored = dict(ignored or {})
         self.empty_classes = list(empty_classes)
+        self.not_regular = dict(not_regular or {})
         self.counter = SkipCounter(self.num_examples)
-        self._paths = tf.constant(self.paths or [""], tf.string)
+        # File-system bytes: names that are not UTF-8 reach tf.io.read_file whole.
+        self._paths = tf.constant([os.fsencode(p) for p in self.paths] or [b""])
         self._labels = tf.constant(self.labels or [0], tf.int32)
 
     def elements(self, order_seed=None):
@@ -95,56 +97,6 @@ class FolderSource:
 
     def load(self, index):
         return tf.io.read_file(self._paths[index]), self._labels[index]
-
-
-def list_image_folder(folder, class_names=None):
-    """A `FolderSource` and the class names of `folder/<class>/...`.
-
-    Args:
-        folder: `Path` of a split.
-        class_names: the training classes (for a test split), or `None`.
-
-    Returns:
-        `(FolderSource, class_names)`.
-    """
-    found = sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
-    if class_names is None:
-        class_names = found
-    unknown = sorted(set(found) - set(class_names))
-    if unknown:
-        raise ValueError(
-            f"{folder} has class folders {unknown[:5]} that the training split "
-            "lacks. Give both splits the same class folders (an empty one is fine)."
-        )
-    paths, labels, ignored, empty = [], [], collections.Counter(), []
-    for label, name in enumerate(class_names):
-        before = len(paths)
-        for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                suffix = os.path.splitext(filename)[1].lower()
-                if suffix in IMAGE_SUFFIXES:
-                    paths.append(os.path.join(dirpath, filename))
-                    labels.append(label)
-                else:
-                    ignored[suffix or filename] += 1
-        if len(paths) == before:
-            empty.append(name)
-    if ignored:
-        warnings.warn(
-            f"{folder}: skipped {sum(ignored.values())} files that are not "
-            f"{'/'.join(IMAGE_SUFFIXES)} images ({dict(ignored.most_common(5))}).",
-            stacklevel=3,
-        )
-    if empty:
-        warnings.warn(
-            f"{folder}: {len(empty)} class folders hold no image ({empty[:5]}); "
-            "they stay classes (labels follow the sorted folder names).",
-            stacklevel=3,
-        )
-    return FolderSource(paths, labels, ignored, empty), list(class_names)
 
 
 class TfdsSource:
