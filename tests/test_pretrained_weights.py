@@ -62,24 +62,26 @@ def logits(model):
     return ops.convert_to_numpy(model(images_of(npz), training=False)), npz["logits"]
 
 
+# backend_independent: what this file tests (download, conversion, cache) is
+# the same on every backend, and the SDT logits on JAX and torch are
+# test_spike_driven_transformer_exactness's (a fresh SDT build there costs ~45 s).
+@pytest.mark.backend_independent
 def test_first_call_downloads_and_converts_second_uses_only_the_cache(server, tmp_path):
     preset = web_preset(tmp_path, server.url(f"weights/{FILE}"), sha256=SHA256)
     model = ks.SpikeDrivenTransformer.from_preset(str(preset))
-    ours, reference = logits(model)
-    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
     assert server.gets(f"weights/{FILE}") == 1
     assert "conversion" in model.preset_metadata
-    convert_checkpoint(DATA / FILE, tmp_path / "by_hand", preset="sdt_tiny_cifar",
-                       progress=False)  # fmt: skip
-    by_hand, _ = logits(
-        ks.SpikeDrivenTransformer.from_preset(str(tmp_path / "by_hand"))
-    )
-    np.testing.assert_array_equal(ours, by_hand)
+    # The reference logits of this file; converting it by hand gives them too
+    # (test_spike_driven_transformer_exactness), and the same weight files
+    # (test_cli_download_and_convert_url).
+    ours, reference = logits(model)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
 
     server.stop()
     again = ks.ImageClassifier.from_preset(str(preset))
     assert isinstance(again, ks.SpikeDrivenTransformer)
-    np.testing.assert_array_equal(logits(again)[0], ours)
+    for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
     assert server.gets(f"weights/{FILE}") == 1
 
 
