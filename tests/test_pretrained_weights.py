@@ -82,6 +82,9 @@ def test_first_call_downloads_and_converts_second_uses_only_the_cache(server, tm
     assert isinstance(again, ks.SpikeDrivenTransformer)
     for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    backbone = ks.SpikeDrivenTransformerBackbone.from_preset(str(preset))
+    for a, b in zip(backbone.get_weights(), model.backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
     assert server.gets(f"weights/{FILE}") == 1
 
 
@@ -238,6 +241,27 @@ def test_cli_download_and_convert_url(server, tmp_path, capsys):
             np.testing.assert_array_equal(got[key], value, err_msg=f"{produced}: {key}")
     assert cli(["download", "sdt_tiny_cifar"]) == 2
     assert "names no published checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "field, value, complaint",
+    [
+        ("file_name", "../../evil.pth", "plain file name"),
+        ("url", "file:///etc/passwd", "http"),
+        ("sha256", "ABC", "64 lower-case hex"),
+        ("size", -1, "positive"),
+        ("converter_options", {"hidden_dim": 8}, "may only set"),
+    ],
+)
+def test_a_malformed_weights_source_is_refused_naming_the_field(
+    tmp_path, field, value, complaint
+):
+    source = {"url": "http://127.0.0.1:9/x.pth", field: value}
+    preset = web_preset(tmp_path, source.pop("url"), **source)
+    with pytest.raises(fetch.FetchError, match=f"weights_source.{field} .*{complaint}"):
+        ks.SpikeDrivenTransformer.from_preset(str(preset))
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.backend_independent

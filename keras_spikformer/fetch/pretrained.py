@@ -155,12 +155,18 @@ def download(url, destination, sha256=None, size=None, progress=True):
     if offline:
         raise FetchError(f"{offline}=1 is set, so nothing is downloaded.")
     destination = Path(destination)
-    if not google_drive.is_drive_url(url):
-        return http_download.download_file(url, destination, sha256, size, progress)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    part = destination.with_name(destination.name + ".part")
-    google_drive.download_drive_file(url, part, progress)
-    return http_download.publish(url, part, destination, sha256, size)
+    try:
+        if not google_drive.is_drive_url(url):
+            return http_download.download_file(url, destination, sha256, size, progress)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        part = destination.with_name(destination.name + ".part")
+        google_drive.download_drive_file(url, part, progress)
+        return http_download.publish(url, part, destination, sha256, size)
+    except OSError as error:  # the cache, not the network (those are FetchErrors)
+        raise FetchError(
+            f"cannot write the cache ({error}); set {settings.CACHE_ENV} to a "
+            "writable folder."
+        ) from None
 
 
 def remember_hash(url, digest):
