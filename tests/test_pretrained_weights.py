@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import sys
+import threading
 
 import h5py
 import numpy as np
@@ -57,6 +58,12 @@ def web_preset(tmp_path, url, **source):
     return directory
 
 
+def cached_files(tmp_path):
+    """Files in the cache, less its lock files."""
+    files = (tmp_path / "cache").rglob("*")
+    return [p for p in files if p.is_file() and p.parent.name != "locks"]
+
+
 def logits(model):
     npz, _ = load_fixture("sdt_v1_small")
     return ops.convert_to_numpy(model(images_of(npz), training=False)), npz["logits"]
@@ -89,6 +96,27 @@ def test_first_call_downloads_and_converts_second_uses_only_the_cache(server, tm
 
 
 @pytest.mark.backend_independent
+def test_concurrent_first_calls_download_and_convert_once(server, tmp_path):
+    preset = web_preset(tmp_path, server.url(f"weights/{FILE}"))
+    source = fetch.weights_source_of(preset)
+    results, errors = [], []
+
+    def first_call():
+        try:
+            results.append(fetch.fetch_pretrained(preset, source, progress=False))
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(results) == 2 and results[0] == results[1]
+    assert server.gets(f"weights/{FILE}") == 1
+
+
+@pytest.mark.backend_independent
 def test_interrupted_download_is_never_used_and_the_next_try_resumes(server, tmp_path):
     preset = web_preset(tmp_path, server.url(f"weights/{FILE}"))
     source = fetch.weights_source_of(preset)
@@ -114,11 +142,11 @@ def test_a_wrong_sha256_is_refused_and_the_file_deleted(server, tmp_path):
     with pytest.raises(fetch.FetchError, match="sha256 mismatch") as info:
         ks.SpikeDrivenTransformer.from_preset(str(preset))
     assert "0" * 64 in str(info.value) and SHA256 in str(info.value)
-    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+    assert cached_files(tmp_path) == []
 
 
 @pytest.mark.backend_independent
-def test_404_and_html_pages_give_clear_errors(server, tmp_path):
+def test_404_html_pages_and_unreachable_hosts_give_clear_errors(server, tmp_path):
     url = server.url("weights/missing.pth")
     with pytest.raises(fetch.FetchError, match="HTTP 404") as info:
         ks.SpikeDrivenTransformer.from_preset(str(web_preset(tmp_path, url)))
@@ -136,7 +164,12 @@ def test_404_and_html_pages_give_clear_errors(server, tmp_path):
         preset = web_preset(tmp_path, server.url(f"weights/{FILE}"))
         with pytest.raises(fetch.FetchError, match="HTML page instead of the file"):
             ks.SpikeDrivenTransformer.from_preset(str(preset))
-        assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+        assert cached_files(tmp_path) == []
+
+    server.stop()  # a host that cannot be reached
+    with pytest.raises(fetch.FetchError, match="Cannot reach") as info:
+        ks.SpikeDrivenTransformer.from_preset(str(preset))
+    assert server.url(f"weights/{FILE}") in str(info.value)
 
 
 @pytest.mark.backend_independent
