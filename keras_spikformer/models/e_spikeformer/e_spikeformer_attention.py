@@ -8,7 +8,9 @@ from keras_spikformer.models.e_spikeformer.e_spikeformer_layers import (
     ESpikeFormerLayer,
     ESpikeFormerMLP,
     ESpikeFormerSepConv,
+    build_all,
     dense,
+    with_channels,
 )
 
 
@@ -77,6 +79,15 @@ class ESpikeFormerBaseAttention(ESpikeFormerLayer):
                             ("proj", channels)):  # fmt: skip
             setattr(self, f"{name}_conv", dense(units, f"{name}_conv", init, dtype))
             setattr(self, f"{name}_bn", BatchNorm(name=f"{name}_bn", dtype=dtype))
+        v_shape = with_channels(input_shape, wide)
+        build_all(
+            *((getattr(self, f"{n}_spike"), input_shape) for n in ("head", "q", "k")),
+            (self.v_spike, v_shape), (self.attn_spike, v_shape),
+            (self.q_conv, input_shape), (self.k_conv, input_shape),
+            (self.v_conv, input_shape), (self.proj_conv, v_shape),
+            (self.q_bn, input_shape), (self.k_bn, input_shape), (self.v_bn, v_shape),
+            (self.proj_bn, input_shape),
+        )  # fmt: skip
 
     def _project(self, name, s, training):
         conv, bn = getattr(self, f"{name}_conv"), getattr(self, f"{name}_bn")
@@ -130,6 +141,9 @@ class ESpikeFormerBaseBlock(ESpikeFormerLayer):
             self.num_heads, self.value_expansion, name="attn", **common
         )
         self.mlp = ESpikeFormerMLP(self.mlp_ratio, name="mlp", **common)
+        build_all(
+            (self.conv, input_shape), (self.attn, input_shape), (self.mlp, input_shape)
+        )
 
     def call(self, inputs, training=None):
         x = inputs + self.conv(inputs, training=training)

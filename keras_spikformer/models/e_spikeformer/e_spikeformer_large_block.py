@@ -12,6 +12,7 @@ from keras_spikformer.models.e_spikeformer.e_spikeformer_attention import (
 from keras_spikformer.models.e_spikeformer.e_spikeformer_layers import (
     ESpikeFormerLayer,
     ESpikeFormerMLP,
+    build_all,
     dense,
 )
 
@@ -106,6 +107,9 @@ class ESpikeFormerLargeAttention(ESpikeFormerLayer):
             )  # fmt: skip
             setattr(self, f"{name}_conv", rep)
             setattr(self, f"{name}_bn", BatchNorm(name=f"{name}_bn", dtype=dtype))
+            build_all((rep, input_shape), (getattr(self, f"{name}_bn"), input_shape))
+        for name in ("head", "q", "k", "v", "attn"):
+            getattr(self, f"{name}_spike").build(input_shape)
 
     def _project(self, name, s, training):
         rep, bn = getattr(self, f"{name}_conv"), getattr(self, f"{name}_bn")
@@ -192,6 +196,9 @@ class ESpikeFormerLargeBlock(ESpikeFormerLayer):
             self.rep_conv.build(input_shape)
         self.attn = ESpikeFormerLargeAttention(self.num_heads, name="attn", **common)
         self.mlp = ESpikeFormerMLP(self.mlp_ratio, name="mlp", **common)
+        build_all(
+            (self.spike, input_shape), (self.attn, input_shape), (self.mlp, input_shape)
+        )
         init = keras.initializers.Constant(self.layer_scale_init)
         self.layer_scale1 = self.add_weight((channels,), init, name="layer_scale1")
         self.layer_scale2 = self.add_weight((channels,), init, name="layer_scale2")

@@ -9,8 +9,8 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
-from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT
 from keras_spikformer.layers.time_folding import fold_time, unfold_time
+from keras_spikformer.models.e_spikeformer.e_spikeformer_init import HostFanInUniform
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_repconv import fresh
 from keras_spikformer.neurons.integer_spike import IntegerSpikeNeuron
 
@@ -40,6 +40,26 @@ def spatial(fn, x):
     return fn(x)
 
 
+def flat4(shape):
+    """The `[batch, H, W, C]` shape a conv sees (time folded into the batch)."""
+    shape = tuple(shape)
+    if len(shape) == 5:
+        batch = None if shape[0] is None or shape[1] is None else shape[0] * shape[1]
+        return (batch,) + shape[2:]
+    return shape
+
+
+def with_channels(shape, channels):
+    """`shape` with its last axis replaced by `channels`."""
+    return tuple(shape)[:-1] + (int(channels),)
+
+
+def build_all(*pairs):
+    """Builds each `(layer, input_shape)` pair (variables exist before any call)."""
+    for layer, shape in pairs:
+        layer.build(tuple(shape))
+
+
 def conv2d(filters, kernel_size, name, init, dtype, strides=1, use_bias=False,
            padding="same"):  # fmt: skip
     """A `Conv2D` with a fresh copy of `init` for its kernel."""
@@ -64,8 +84,11 @@ class ESpikeFormerLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.neuron_config = dict(neuron_config or BASE_NEURON)
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or TORCH_DEFAULT_INIT
+            kernel_initializer or HostFanInUniform()
         )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def sn(self, name, **overrides):
         return spiking(name, self.neuron_config, self.dtype_policy, **overrides)
@@ -115,6 +138,23 @@ class ESpikeFormerDownsampling(ESpikeFormerLayer):
         self.conv = conv2d(self.filters, self.kernel_size, "conv", init, dtype,
                            strides=self.strides, use_bias=True, padding="valid")  # fmt: skip
         self.bn = BatchNorm(name="bn", dtype=dtype)
+        folded = flat4(input_shape)
+        p = 2 * self.padding
+        padded = (
+            (folded[0],)
+            + tuple(None if d is None else d + p for d in folded[1:3])
+            + (folded[3],)
+        )
+        if self.spike is not None:
+            self.spike.build(input_shape)
+        self.conv.build(padded)
+        self.bn.build(self.conv.compute_output_shape(padded))
+
+    def compute_output_shape(self, input_shape):
+        k, s, p = self.kernel_size, self.strides, 2 * self.padding
+        shape = tuple(input_shape)
+        out = tuple(None if d is None else (d + p - k) // s + 1 for d in shape[-3:-1])
+        return shape[:-3] + out + (self.filters,)
 
     def call(self, inputs, training=None):
         p = self.padding
@@ -182,6 +222,12 @@ class ESpikeFormerSepConv(ESpikeFormerLayer):
         self.bn2 = BatchNorm(name="bn2", dtype=dtype)
         self.pwconv2 = dense(channels, "pwconv2", init, dtype)
         self.bn3 = BatchNorm(name="bn3", dtype=dtype)
+        wide = with_channels(input_shape, hidden)
+        build_all(
+            (self.spike1, input_shape), (self.pwconv1, input_shape), (self.bn1, wide),
+            (self.spike2, wide), (self.dwconv, flat4(wide)), (self.bn2, flat4(wide)),
+            (self.spike3, wide), (self.pwconv2, wide), (self.bn3, input_shape),
+        )  # fmt: skip
 
     def call(self, inputs, training=None):
         x = self.bn1(self.pwconv1(self.spike1(inputs)), training=training)
@@ -242,6 +288,14 @@ class ESpikeFormerConvBlock(ESpikeFormerLayer):
         self.bn1 = BatchNorm(name="bn1", dtype=dtype)
         self.conv2 = conv2d(channels, 3, "conv2", init, dtype, use_bias=bias)
         self.bn2 = BatchNorm(name="bn2", dtype=dtype)
+        wide = with_channels(input_shape, self.expansion * channels)
+        if self.sep is not None:
+            self.sep.build(input_shape)
+        build_all(
+            (self.spike1, input_shape), (self.conv1, flat4(input_shape)),
+            (self.bn1, flat4(wide)), (self.spike2, wide), (self.conv2, flat4(wide)),
+            (self.bn2, flat4(input_shape)),
+        )  # fmt: skip
 
     def call(self, inputs, training=None):
         x = inputs
@@ -291,6 +345,11 @@ class ESpikeFormerMLP(ESpikeFormerLayer):
         self.fc1_bn = BatchNorm(name="fc1_bn", dtype=dtype)
         self.fc2 = dense(channels, "fc2", init, dtype, True)
         self.fc2_bn = BatchNorm(name="fc2_bn", dtype=dtype)
+        wide = with_channels(input_shape, int(channels * self.mlp_ratio))
+        build_all(
+            (self.fc1_spike, input_shape), (self.fc1, input_shape), (self.fc1_bn, wide),
+            (self.fc2_spike, wide), (self.fc2, wide), (self.fc2_bn, input_shape),
+        )  # fmt: skip
 
     def call(self, inputs, training=None):
         x = self.fc1_bn(self.fc1(self.fc1_spike(inputs)), training=training)
