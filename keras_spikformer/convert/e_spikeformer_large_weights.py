@@ -15,6 +15,7 @@ from keras_spikformer.convert.e_spikeformer_weights import (
     reference_variable_map,
     to_keras_layout,
 )
+from keras_spikformer.convert.meta_spikeformer_weights import check_state_dict
 
 FAMILY = "e_spikeformer (Spike-driven Transformer V3, Large)"
 
@@ -28,6 +29,7 @@ DEFAULTS = {"num_heads": 8, "image_size": 224, "spike_levels": 4, "num_timesteps
 
 __all__ = [
     "canonical_name",
+    "check_state_dict",
     "is_ignored",
     "reference_module_map",
     "reference_variable_map",
