@@ -108,6 +108,9 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
         mlp_ratio: float. Defaults to `4.0`.
         num_layers: two ints, blocks in stages 3 and 4. Defaults to `(6, 2)`.
         value_expansion: int, V width over C. Defaults to `4`.
+        num_timesteps: must be `1`: the Base models have no time axis (their
+            `D` virtual steps live in the integer levels). Stored so that
+            training and analysis tools read `T` as for the other families.
         spike_levels: int `D`. Defaults to `4`.
         rounding: `"half_even"` (reference) or `"half_up"`.
         gradient_bounds: `"inclusive"` (reference) or `"exclusive"`.
@@ -126,9 +129,14 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
 
     def __init__(self, image_shape=(224, 224, 3), widths=(32, 64, 128, 192),
                  num_heads=8, mlp_ratio=4.0, num_layers=(6, 2), value_expansion=4,
-                 spike_levels=4, rounding="half_even", gradient_bounds="inclusive",
+                 num_timesteps=1, spike_levels=4, rounding="half_even", gradient_bounds="inclusive",
                  dtype=None, **kwargs):  # fmt: skip
         image_shape = check_image_shape(image_shape)
+        if check_int("num_timesteps", num_timesteps) != 1:
+            raise ValueError(
+                f"E-SpikeFormer Base has no time axis: `num_timesteps` must be 1; got "
+                f"{num_timesteps}. Its D virtual steps are `spike_levels`."
+            )
         num_heads = check_int("num_heads", num_heads)
         widths = check_widths(widths, 4, num_heads, (2, 3))
         num_layers = tuple(check_int(f"num_layers[{i}]", n, minimum=0)
@@ -163,7 +171,7 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
         self._store(
             image_shape=image_shape, widths=widths, num_heads=num_heads,
             mlp_ratio=float(mlp_ratio), num_layers=num_layers,
-            value_expansion=int(value_expansion), **neurons,
+            value_expansion=int(value_expansion), num_timesteps=1, **neurons,
         )  # fmt: skip
 
 
