@@ -7,12 +7,15 @@ module maps below; each family module has its own `recognises` and
 
 import re
 
-from keras_spikformer.convert.meta_spikeformer_weights import to_keras_layout
+from keras_spikformer.convert.meta_spikeformer_weights import (
+    _parts,
+    is_ignored,
+    to_keras_layout,
+)
 from keras_spikformer.convert.reference_weights import module_variables
 
 FAMILY = "e_spikeformer (Spike-driven Transformer V3, Base)"
 
-_IGNORED = re.compile(r"\.num_batches_tracked$")
 _CONV_BLOCKS = {
     "ConvBlock1_1.0": "conv_block1_1",
     "ConvBlock1_2.0": "conv_block1_2",
@@ -28,22 +31,12 @@ _BASE_SIGNATURE = (
 # What the shapes cannot tell, with the released models' values.
 DEFAULTS = {"num_heads": 8, "image_size": 224, "spike_levels": 4}
 
-__all__ = ["to_keras_layout"]
+__all__ = ["is_ignored", "to_keras_layout"]
 
 
 def recognises(state_dict):
     """True when the tensor names are those of a reference E-SpikeFormer Base."""
     return all(name in state_dict for name in _BASE_SIGNATURE)
-
-
-def is_ignored(name):
-    """BN counters are in every checkpoint but Keras keeps none."""
-    return bool(_IGNORED.search(name))
-
-
-def _parts(model):
-    backbone = getattr(model, "backbone", model)
-    return backbone, (None if backbone is model else model)
 
 
 def _sep_conv(prefix, sep, modules):

@@ -54,6 +54,14 @@ def neuron_options(spike_levels, rounding, gradient_bounds):
             "gradient_bounds": gradient_bounds}  # fmt: skip
 
 
+def stem(inputs, widths, common):
+    """downsample1_1: 7x7 stride-2 conv (with bias) and BN on the pixels, no neuron."""
+    return ESpikeFormerDownsampling(
+        widths[0] // 2, kernel_size=7, strides=2, padding=3, first_layer=True,
+        name="downsample1_1", **common,
+    )(inputs)  # fmt: skip
+
+
 def conv_stages(x, widths, common, sep_conv, use_bias):
     """Stem conv block, downsample1_2, ConvBlock1_2, downsample2, ConvBlock2_1/2_2."""
     block = {"sep_conv": sep_conv, "use_bias": use_bias, **common}
@@ -151,10 +159,7 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
-        x = ESpikeFormerDownsampling(
-            widths[0] // 2, kernel_size=7, strides=2, padding=3, first_layer=True,
-            name="downsample1_1", **common,
-        )(inputs)  # fmt: skip
+        x = stem(inputs, widths, common)
         x = conv_stages(x, widths, common, sep_conv=True, use_bias=False)
         block = {"num_heads": num_heads, "mlp_ratio": mlp_ratio,
                  "value_expansion": value_expansion, **common}  # fmt: skip
@@ -228,10 +233,7 @@ class ESpikeFormerLargeBackbone(_ESpikeFormerBackbone):
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
-        x = ESpikeFormerDownsampling(
-            widths[0] // 2, kernel_size=7, strides=2, padding=3, first_layer=True,
-            name="downsample1_1", **common,
-        )(inputs)  # fmt: skip
+        x = stem(inputs, widths, common)
         # Static images: the stem runs once; T identical copies give the
         # same batch statistics.
         x = ops.repeat(ops.expand_dims(x, 1), num_timesteps, axis=1)
