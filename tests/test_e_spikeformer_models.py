@@ -172,6 +172,14 @@ def test_checkpoints_convert_with_and_without_a_preset(tmp_path):
     assert type(model) is ESpikeFormerLarge
     logits = ops.convert_to_numpy(model(images_of("large"), training=False))
     np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
+    # Without a preset: widths, blocks, classes and head_kd from the shapes.
+    report = convert_checkpoint(str(LARGE_PTH), tmp_path / "inferred", image_size=(64, 64),
+                                progress=False)  # fmt: skip
+    assert report.provenance["distillation_head"] == "shapes"
+    model = ImageClassifier.from_preset(str(tmp_path / "inferred"))
+    assert model.distillation_head and list(model.backbone.widths) == [16, 32, 64]
+    logits = ops.convert_to_numpy(model(images_of("large"), training=False))
+    np.testing.assert_allclose(logits, npz["logits"], rtol=0, atol=1e-5)
 
 
 def test_large_module_key_style_loads_and_v2_weights_are_refused():
