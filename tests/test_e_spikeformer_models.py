@@ -53,6 +53,10 @@ def images_of(kind):
 
 
 def test_from_preset_picks_the_family_and_runs():
+    # Each class lists its backbone's presets (the converter picks recipes from them).
+    assert "e_spikeformer_tiny_imagenet" in ESpikeFormer.presets
+    assert "e_spikeformer_83m_1x4_imagenet" in ESpikeFormerLarge.presets
+    assert "e_spikeformer_tiny_imagenet" not in ESpikeFormerLarge.presets
     base = ImageClassifier.from_preset("e_spikeformer_tiny_imagenet")
     assert type(base) is ESpikeFormer and trainable(base) == 324_418
     large = ESpikeFormer.from_preset("e_spikeformer_large_tiny_imagenet")
