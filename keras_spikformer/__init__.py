@@ -13,6 +13,11 @@ from keras_spikformer.layers import (
 )
 from keras_spikformer.models import (
     Backbone,
+    ESpikeFormer,
+    ESpikeFormerBaseBackbone,
+    ESpikeFormerImageClassifierPreprocessor,
+    ESpikeFormerLarge,
+    ESpikeFormerLargeBackbone,
     ImageClassifier,
     ImageClassifierPreprocessor,
     MetaSpikeFormer,
@@ -31,6 +36,7 @@ from keras_spikformer.models import (
 from keras_spikformer.models.spikformer import SpikingPatchSplitting
 from keras_spikformer.neurons import (
     ATanSurrogate,
+    IntegerSpikeNeuron,
     LIFNeuron,
     SigmoidSurrogate,
     Surrogate,
@@ -42,10 +48,16 @@ from keras_spikformer.version import __version__
 __all__ = [
     "ATanSurrogate",
     "Backbone",
+    "ESpikeFormer",
+    "ESpikeFormerBaseBackbone",
+    "ESpikeFormerImageClassifierPreprocessor",
+    "ESpikeFormerLarge",
+    "ESpikeFormerLargeBackbone",
     "ImageClassifier",
     "ImageClassifierPreprocessor",
     "SpikformerImageClassifierPreprocessor",
     "DirectEncoding",
+    "IntegerSpikeNeuron",
     "LIFNeuron",
     "MetaSpikeFormer",
     "MetaSpikeFormerBackbone",

@@ -168,4 +168,10 @@ def counting_rules(model, modules):
             family, "downsample1_1.encode_conv", real=(".Conv.pwconv2",),
             fused=(r"(.*_conv\.0)\.body\.",), attention=tuple(sites), notes=META_NOTES,
         )  # fmt: skip
+    if family.startswith("e_spikeformer"):
+        raise TypeError(
+            "E-SpikeFormer neurons emit integer levels (T x D accounting), not LIF "
+            "spikes: use keras_spikformer.models.e_spikeformer.e_spikeformer_analysis"
+            " (integer_firing_rates, synaptic_operations)."
+        )
     raise TypeError(f"No counting rules for the {family} family.")

@@ -53,6 +53,10 @@ def add_parser(subparsers, name):
         "--distillation-head", action="store_true", default=None,
         help="Meta-SpikeFormer: the checkpoint has the distillation head (head_kd)",
     )  # fmt: skip
+    family.add_argument(
+        "--spike-levels", type=positive_int,
+        help="E-SpikeFormer (SDT V3): integer spike levels D (4 for 1x4 files, 8 for 1x8)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -82,6 +86,7 @@ def run(args):
         erode=args.erode,
         flavour=args.flavour,
         distillation_head=args.distillation_head,
+        spike_levels=args.spike_levels,
     )
     print(report.describe())
     return 0

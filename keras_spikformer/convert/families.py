@@ -28,6 +28,14 @@ FAMILIES = {
         "keras_spikformer.convert.meta_spikeformer_weights",
         "keras_spikformer.models.meta_spikeformer:MetaSpikeFormer",
     ),
+    "ESpikeFormerBaseBackbone": (
+        "keras_spikformer.convert.e_spikeformer_weights",
+        "keras_spikformer.models.e_spikeformer:ESpikeFormer",
+    ),
+    "ESpikeFormerLargeBackbone": (
+        "keras_spikformer.convert.e_spikeformer_large_weights",
+        "keras_spikformer.models.e_spikeformer:ESpikeFormerLarge",
+    ),
 }
 
 

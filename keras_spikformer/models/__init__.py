@@ -1,6 +1,13 @@
 """Model families (one folder each) and their shared base classes."""
 
 from keras_spikformer.models.backbone import Backbone
+from keras_spikformer.models.e_spikeformer import (
+    ESpikeFormer,
+    ESpikeFormerBaseBackbone,
+    ESpikeFormerImageClassifierPreprocessor,
+    ESpikeFormerLarge,
+    ESpikeFormerLargeBackbone,
+)
 from keras_spikformer.models.image_classifier import ImageClassifier
 from keras_spikformer.models.image_classifier_preprocessor import (
     ImageClassifierPreprocessor,
@@ -28,6 +35,11 @@ from keras_spikformer.models.spikformer import (
 
 __all__ = [
     "Backbone",
+    "ESpikeFormer",
+    "ESpikeFormerBaseBackbone",
+    "ESpikeFormerImageClassifierPreprocessor",
+    "ESpikeFormerLarge",
+    "ESpikeFormerLargeBackbone",
     "ImageClassifier",
     "ImageClassifierPreprocessor",
     "MetaSpikeFormer",
