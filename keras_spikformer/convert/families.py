@@ -24,6 +24,14 @@ FAMILIES = {
         "keras_spikformer.convert.qkformer_weights",
         "keras_spikformer.models.qkformer:QKFormer",
     ),
+    "MaxFormerBackbone": (
+        "keras_spikformer.convert.maxformer_weights",
+        "keras_spikformer.models.maxformer:MaxFormer",
+    ),
+    "MSQKFormerBackbone": (
+        "keras_spikformer.convert.ms_qkformer_weights",
+        "keras_spikformer.models.maxformer:MSQKFormer",
+    ),
     "MetaSpikeFormerBackbone": (
         "keras_spikformer.convert.meta_spikeformer_weights",
         "keras_spikformer.models.meta_spikeformer:MetaSpikeFormer",

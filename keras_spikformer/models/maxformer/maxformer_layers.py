@@ -1,0 +1,354 @@
+"""Max-Former / MS-QKFormer patch embeddings, attention and blocks (membrane shortcuts)."""
+
+import keras
+from keras import ops
+
+from keras_spikformer.layers import SpikingSelfAttention
+from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT, SpikingDense
+from keras_spikformer.models.maxformer.maxformer_units import MembraneUnit
+from keras_spikformer.models.qkformer.qkformer_attention import QKTokenAttention
+from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_layers import (
+    SpikeDrivenMLP,
+)
+from keras_spikformer.neurons import LIFNeuron
+
+VARIANTS = ("maxformer", "ms_qkformer")
+MIXERS = ("dwc7", "dwc5", "dwc3", "ssa", "qka", "none")
+
+
+def _check_variant(variant):
+    if variant not in VARIANTS:
+        raise ValueError(f"`variant` must be one of {VARIANTS}; got {variant!r}.")
+
+
+class _Embedding(keras.layers.Layer):
+    """Shared config and unit factory of the two patch embeddings."""
+
+    def __init__(self, hidden_dim, variant="maxformer", neuron_config=None, **kwargs):
+        super().__init__(**kwargs)
+        _check_variant(variant)
+        self.hidden_dim = int(hidden_dim)
+        self.variant = variant
+        self.neuron_config = dict(neuron_config or {})
+
+    def _unit(self, name, filters, shape, **options):
+        unit = MembraneUnit(
+            filters, neuron_config=self.neuron_config, name=name,
+            dtype=self.dtype_policy, **options,
+        )  # fmt: skip
+        unit.build(shape)
+        return unit, unit.compute_output_shape(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "variant": self.variant,
+                "neuron_config": self.neuron_config,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MaxFormerPatchEmbedding(_Embedding):
+    """The ImageNet stem (4x down-sampling), real-valued output, no final neuron.
+
+    With `E = hidden_dim` and `U` a `MembraneUnit` (`[LIF] -> conv -> BN -> [pool]`):
+    ```
+    a  = U0(x)                       # conv 3x3 (3 -> E/2), no input LIF
+    s1 = LIF(a)                      # conv1's input neuron
+    a  = U2(U1.synapse(s1))          # conv 3x3 (E/2 -> E), then LIF -> conv 3x3 (E -> E)
+    out = a + U_shortcut(s1)         # conv 1x1 stride 2 (E/2 -> E) on the spikes s1
+    ```
+    `variant="maxformer"` (`Embed_Orig_ImageNet`): U0 and U1 have stride 2
+    (symmetric padding), no pools. `"ms_qkformer"` (`PatchEmbedInit`): stride 1
+    with a 3x3/2 max pool after U0's and U1's batch norms.
+
+    Args:
+        hidden_dim: int, output channels `E` (even).
+        variant: `"maxformer"` or `"ms_qkformer"`.
+        num_timesteps: int or `None`: when set, takes static images
+            `[batch, H, W, C]`; U0 runs once and is repeated over time.
+        neuron_config: dict of `LIFNeuron` arguments.
+        **kwargs: standard layer arguments.
+
+    Output shape: `[batch, time, H/4, W/4, E]`.
+
+    Example:
+    >>> stem = MaxFormerPatchEmbedding(96, num_timesteps=4)
+    >>> u = stem(keras.random.normal((2, 224, 224, 3)))  # (2, 4, 56, 56, 96)
+    """
+
+    def __init__(self, hidden_dim, variant="maxformer", num_timesteps=None, **kwargs):
+        super().__init__(hidden_dim, variant=variant, **kwargs)
+        self.num_timesteps = None if num_timesteps is None else int(num_timesteps)
+
+    def build(self, input_shape):
+        e = self.hidden_dim
+        pooled = self.variant == "ms_qkformer"
+        stride = 1 if pooled else 2
+        self.conv0, shape = self._unit(
+            "conv0", e // 2, tuple(input_shape), strides=stride, fire_input=False, pool=pooled
+        )
+        if len(input_shape) == 4:
+            shape = (shape[0], self.num_timesteps) + tuple(shape[2:])
+        self.conv1, out = self._unit("conv1", e, shape, strides=stride, pool=pooled)
+        self.conv2, out = self._unit("conv2", e, out)
+        self.shortcut, short = self._unit(
+            "shortcut", e, shape, kernel_size=1, strides=2, fire_input=False
+        )
+        if tuple(short[2:4]) != tuple(out[2:4]):
+            raise ValueError(
+                f"{self.name}: image size {tuple(input_shape)} gives a shortcut grid "
+                f"{short[2:4]} and a main grid {out[2:4]}; use sizes divisible by 16."
+            )
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) == 4:
+            a = self.conv0(inputs, training=training, num_timesteps=self.num_timesteps)
+        else:
+            a = self.conv0(inputs, training=training)
+        s1 = self.conv1.fire(a)
+        a = self.conv2(self.conv1.apply_synapse(s1, training=training), training=training)
+        return a + self.shortcut.apply_synapse(s1, training=training)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w = input_shape[0], input_shape[-3], input_shape[-2]
+        t = self.num_timesteps if len(input_shape) == 4 else input_shape[1]
+        return (b, t, -(-h // 4), -(-w // 4), self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config["num_timesteps"] = self.num_timesteps
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MaxFormerDownsampling(_Embedding):
+    """Stage embedding (`E/2 -> E`, halves the grid), real-valued output.
+
+    ```
+    s  = LIF(u)                          # conv0's input neuron
+    a  = U1(Pool(BN(Conv3x3(s))))        # U1: LIF -> conv 3x3 (E -> E) -> BN
+    out = a + shortcut(s)
+    ```
+    Shortcut: `variant="maxformer"` (`Embed_Max`): `Pool(BN(Conv1x1 stride 1 (s)))`;
+    `"ms_qkformer"` (`PatchEmbeddingStage`): `BN(Conv1x1 stride 2 (s))`.
+
+    Args:
+        hidden_dim: int, output channels `E`.
+        variant: `"maxformer"` or `"ms_qkformer"`.
+        neuron_config: dict of `LIFNeuron` arguments.
+        **kwargs: standard layer arguments.
+
+    Input shape: `[batch, time, H, W, C]`; output `[batch, time, H/2, W/2, E]`.
+
+    Example:
+    >>> down = MaxFormerDownsampling(192)
+    >>> u = down(keras.random.normal((2, 4, 56, 56, 96)))  # (2, 4, 28, 28, 192)
+    """
+
+    def build(self, input_shape):
+        e = self.hidden_dim
+        self.conv0, shape = self._unit("conv0", e, tuple(input_shape), pool=True)
+        self.conv1, _ = self._unit("conv1", e, shape)
+        if self.variant == "maxformer":
+            options = {"strides": 1, "pool": True}
+        else:
+            options = {"strides": 2}
+        self.shortcut, _ = self._unit(
+            "shortcut", e, tuple(input_shape), kernel_size=1, fire_input=False, **options
+        )
+
+    def call(self, inputs, training=None):
+        s = self.conv0.fire(inputs)
+        a = self.conv1(self.conv0.apply_synapse(s, training=training), training=training)
+        return a + self.shortcut.apply_synapse(s, training=training)
+
+    def compute_output_shape(self, input_shape):
+        b, t, h, w, _ = input_shape
+        return (b, t, (h + 1) // 2, (w + 1) // 2, self.hidden_dim)
+
+
+def _dense_unit(layer, name, use_bias, input_shape):
+    unit = SpikingDense(
+        layer.hidden_dim, use_bias=use_bias, neuron_config=layer.neuron_config,
+        kernel_initializer=TORCH_DEFAULT_INIT, name=name, dtype=layer.dtype_policy,
+    )  # fmt: skip
+    unit.build(input_shape)
+    return unit
+
+
+def _projection(layer, input_shape):
+    """Dense (bias) -> BN, no neuron: the branch end of a membrane shortcut."""
+    proj = MembraneUnit(
+        layer.hidden_dim, synapse="dense", use_bias=True, fire_input=False,
+        name="proj", dtype=layer.dtype_policy,
+    )  # fmt: skip
+    proj.build(input_shape)
+    return proj
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MembraneSelfAttention(SpikingSelfAttention):
+    """Spiking self-attention as a membrane-shortcut branch (Max-Former's `SSA`).
+
+    `x = LIF(u)`; bias-free q/k/v spiking units; `Q (K^T V) * 0.125`; attention
+    neuron at 0.5; then `BN(Dense(.))` with no output neuron.
+
+    Args:
+        **kwargs: `SpikingSelfAttention` arguments.
+
+    Input/output shape: `[batch, time, tokens, hidden_dim]`.
+
+    Example:
+    >>> ssa = MembraneSelfAttention(hidden_dim=64, num_heads=1)
+    >>> y = ssa(keras.random.normal((2, 2, 16, 64)))
+    """
+
+    def build(self, input_shape):
+        self.x_lif = LIFNeuron(**self.neuron_config, name="x_lif", dtype=self.dtype_policy)
+        self.x_lif.build(input_shape)
+        self.q = _dense_unit(self, "q", self.qkv_bias, input_shape)
+        self.k = _dense_unit(self, "k", self.qkv_bias, input_shape)
+        self.v = _dense_unit(self, "v", self.qkv_bias, input_shape)
+        attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
+        self.attn_lif = LIFNeuron(**attn_config, name="attn_lif", dtype=self.dtype_policy)
+        self.attn_lif.build(input_shape)
+        self.proj = _projection(self, input_shape)
+
+    def call(self, inputs, training=None):
+        return super().call(self.x_lif(inputs), training=training)
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MembraneTokenAttention(QKTokenAttention):
+    """Q-K token attention as a membrane-shortcut branch (MS-QKFormer's).
+
+    `x = LIF(u)` (the reference's `proj_lif`), then `QKTokenAttention`'s mask
+    on K, then `BN(Dense(.))` with no output neuron.
+
+    Args:
+        **kwargs: `QKTokenAttention` arguments.
+
+    Input/output shape: `[batch, time, ..., hidden_dim]`.
+
+    Example:
+    >>> qka = MembraneTokenAttention(hidden_dim=96, num_heads=6)
+    >>> y = qka(keras.random.normal((2, 2, 8, 8, 96)))
+    """
+
+    def build(self, input_shape):
+        self.input_lif = LIFNeuron(
+            **self.neuron_config, name="input_lif", dtype=self.dtype_policy
+        )
+        self.input_lif.build(input_shape)
+        self.q = _dense_unit(self, "q", False, input_shape)
+        self.k = _dense_unit(self, "k", False, input_shape)
+        attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
+        self.attn_lif = LIFNeuron(**attn_config, name="attn_lif", dtype=self.dtype_policy)
+        self.attn_lif.build(tuple(input_shape[:-1]) + (self.num_heads,))
+        self.proj = _projection(self, input_shape)
+
+    def call(self, inputs, training=None):
+        return super().call(self.input_lif(inputs), training=training)
+
+
+@keras.saving.register_keras_serializable(package="keras_spikformer")
+class MaxFormerBlock(keras.layers.Layer):
+    """`u = u + Mixer(u); u = u + MLP(u)` with membrane shortcuts.
+
+    Mixers: `"dwc7"`/`"dwc5"`/`"dwc3"` (LIF -> depth-wise conv with bias -> BN),
+    `"ssa"` (`MembraneSelfAttention`), `"qka"` (`MembraneTokenAttention`),
+    `"none"` (MLP only). The MLP is SDT V1's `SpikeDrivenMLP`.
+
+    Args:
+        hidden_dim: int, channels.
+        mixer: one of `MIXERS`.
+        num_heads: int, attention heads (attention mixers). Defaults to `1`.
+        mlp_ratio: float, MLP expansion. Defaults to `4.0`.
+        attention_v_threshold: float, attention-gate threshold. Defaults to `0.5`.
+        neuron_config: dict of `LIFNeuron` arguments.
+        **kwargs: standard layer arguments.
+
+    Input/output shape: `[batch, time, height, width, hidden_dim]`.
+
+    Example:
+    >>> block = MaxFormerBlock(32, mixer="dwc5")
+    >>> u = block(keras.random.normal((2, 2, 8, 8, 32)))
+    """
+
+    def __init__(
+        self, hidden_dim, mixer, num_heads=1, mlp_ratio=4.0, attention_v_threshold=0.5,
+        neuron_config=None, **kwargs,
+    ):  # fmt: skip
+        super().__init__(**kwargs)
+        if mixer not in MIXERS:
+            raise ValueError(f"`mixer` must be one of {MIXERS}; got {mixer!r}.")
+        self.hidden_dim = int(hidden_dim)
+        self.mixer_type = mixer
+        self.num_heads = int(num_heads)
+        self.mlp_ratio = float(mlp_ratio)
+        self.attention_v_threshold = float(attention_v_threshold)
+        self.neuron_config = dict(neuron_config or {})
+        if mixer in ("ssa", "qka") and (self.num_heads < 1 or self.hidden_dim % self.num_heads):
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+
+    def build(self, input_shape):
+        policy, neurons = self.dtype_policy, self.neuron_config
+        attention = {
+            "attention_v_threshold": self.attention_v_threshold,
+            "neuron_config": neurons, "name": "attn", "dtype": policy,
+        }  # fmt: skip
+        if self.mixer_type.startswith("dwc"):
+            self.mixer = MembraneUnit(
+                self.hidden_dim, kernel_size=int(self.mixer_type[3:]), synapse="depthwise",
+                use_bias=True, neuron_config=neurons, name="mixer", dtype=policy,
+            )  # fmt: skip
+            self.mixer.build(input_shape)
+        elif self.mixer_type == "ssa":
+            self.mixer = MembraneSelfAttention(
+                self.hidden_dim, self.num_heads, attention_scale=0.125, **attention
+            )
+            b, t, h, w, c = input_shape
+            self.mixer.build((b, t, None if h is None or w is None else h * w, c))
+        elif self.mixer_type == "qka":
+            self.mixer = MembraneTokenAttention(self.hidden_dim, self.num_heads, **attention)
+            self.mixer.build(input_shape)
+        else:
+            self.mixer = None
+        self.mlp = SpikeDrivenMLP(
+            self.hidden_dim, self.mlp_ratio, neuron_config=neurons, name="mlp", dtype=policy
+        )
+        self.mlp.build(input_shape)
+
+    def call(self, inputs, training=None):
+        u = inputs
+        if self.mixer_type == "ssa":
+            _, t, h, w, c = inputs.shape
+            tokens = ops.reshape(inputs, (-1, t, h * w, c))
+            u = u + ops.reshape(self.mixer(tokens, training=training), (-1, t, h, w, c))
+        elif self.mixer is not None:
+            u = u + self.mixer(inputs, training=training)
+        return u + self.mlp(u, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "mixer": self.mixer_type,
+                "num_heads": self.num_heads,
+                "mlp_ratio": self.mlp_ratio,
+                "attention_v_threshold": self.attention_v_threshold,
+                "neuron_config": self.neuron_config,
+            }
+        )
+        return config
