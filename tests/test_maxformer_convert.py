@@ -61,7 +61,11 @@ def test_reference_checkpoint_converts_with_and_without_preset(tmp_path):
     state_dict = read_state_dict(path, progress=False)
     assert family_of_state_dict(state_dict)[0] is maxformer_weights
     inferred = convert_checkpoint(
-        path, tmp_path / "inferred", num_timesteps=2, image_size=(64, 64), progress=False
+        path,
+        tmp_path / "inferred",
+        num_timesteps=2,
+        image_size=(64, 64),
+        progress=False,
     )
     tensors = [k for k in state_dict if not k.endswith("num_batches_tracked")]
     assert inferred.by_position == [] and inferred.loaded == len(tensors)
@@ -79,7 +83,8 @@ def test_old_name_file_converts_by_position_with_a_report(tmp_path):
     np.savez(path, **old)
     report = convert_checkpoint(path, tmp_path / "out", preset=TINY, progress=False)
     pairs = dict(report.by_position)
-    assert len(pairs) == 50  # 10 conv units x (weight + 4 BN tensors), patch_embed* only
+    # 10 conv units x (weight + 4 BN tensors), all inside patch_embed*.
+    assert len(pairs) == 50
     assert pairs["patch_embed2.proj_res_bn.running_var"] == (
         "patch_embed2.max_embed2.embed_bn.running_var"
     )

@@ -80,16 +80,16 @@ def test_eval_logits_and_every_spike_match():
 def test_train_step_loss_and_gradients_match_with_max_pool_ties():
     model, npz = fixture_model()
     labels = npz["train/labels"].astype("int32")
-    loss, logits, grads, grad_input = loss_and_gradients(
-        model, images_of(npz), labels
-    )
+    loss, logits, grads, grad_input = loss_and_gradients(model, images_of(npz), labels)
     np.testing.assert_allclose(logits, npz["train/logits"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(loss, float(npz["train/loss"]), rtol=1e-5)
 
     zero = json.loads(str(npz["config_json"]))["fp64_check_train"]
     zero = zero["zero_grad_params_fp32_absmax"]
     assert len(zero) == 15
-    by_variable = {id(v): g for v, g in zip(model.trainable_variables, grads, strict=True)}
+    by_variable = {
+        id(v): g for v, g in zip(model.trainable_variables, grads, strict=True)
+    }
     variables = maxformer_weights.reference_variable_map(model)
     compared = 0
     for key in (k for k in npz.files if k.startswith("grad/") and k != "grad/input"):

@@ -35,7 +35,9 @@ TOP1 = {
     "maxformer_10_768_imagenet": 82.39,
     "maxformer_10_768_t1_imagenet": 78.60,
 }
-TINY = dict(image_shape=(64, 64, 3), hidden_dim=64, stage_depths=(1, 2, 2), num_timesteps=2)
+TINY = dict(
+    image_shape=(64, 64, 3), hidden_dim=64, stage_depths=(1, 2, 2), num_timesteps=2
+)
 
 
 @pytest.mark.backend_independent
@@ -97,7 +99,10 @@ def test_energy_counts_spikes_after_the_encoding_conv_at_the_reference_rates():
     rows = {row["name"]: row for row in energy_report(model, images_of(npz)).layers}
     assert rows["patch_embed1.embed1.embed_conv"]["input"] == "real"
     rate = float(npz["lif/patch_embed2.max_embed1.embed_lif"].mean())
-    for name in ("patch_embed2.max_embed1.embed_conv", "patch_embed2.max_embed2.embed_conv"):
+    for name in (
+        "patch_embed2.max_embed1.embed_conv",
+        "patch_embed2.max_embed2.embed_conv",
+    ):
         assert rows[name]["input"] == "spikes"
         np.testing.assert_allclose(rows[name]["input_rate"], rate, rtol=1e-6)
     mixer = rows["stage1.0.mixer.conv5"]

@@ -22,7 +22,10 @@ DEFAULTS = {"image_shape": [224, 224, 3], "num_timesteps": 4, "encoding": "direc
 _IGNORED = re.compile(r"\.num_batches_tracked$")
 _STEM = ("embed1", "embed2", "embed3", "embed4")
 _DOWN = ("max_embed1", "embed1", "max_embed2")
-_MIXER = {7: ("conv5", "conv5_bn", "conv5_neuron"), 5: ("conv", "conv_bn", "conv_neuron")}
+_MIXER = {
+    7: ("conv5", "conv5_bn", "conv5_neuron"),
+    5: ("conv", "conv_bn", "conv_neuron"),
+}
 
 
 def _backbone(model):
@@ -111,7 +114,9 @@ def reference_module_map(model):
         down = backbone.get_layer(f"patch_embed{s}")
         for name, unit in zip(_DOWN, (down.conv0, down.conv1, down.shortcut), strict=True):  # fmt: skip
             lif = "embed_lif" if unit.fire_input else None
-            _unit(modules, f"patch_embed{s}.{name}.", unit, "embed_conv", "embed_bn", lif)
+            _unit(
+                modules, f"patch_embed{s}.{name}.", unit, "embed_conv", "embed_bn", lif
+            )
     return finish(modules, model, backbone)
 
 
@@ -222,7 +227,9 @@ def prepare_state_dict(model, state_dict):
 
 def count_blocks(state_dict, stage):
     blocks = {
-        int(m.group(1)) for k in state_dict if (m := re.match(rf"stage{stage}\.(\d+)\.", k))
+        int(m.group(1))
+        for k in state_dict
+        if (m := re.match(rf"stage{stage}\.(\d+)\.", k))
     }
     return max(blocks) + 1 if blocks else 0
 
@@ -237,13 +244,17 @@ def infer_common(state_dict, family, given):
         "stage_depths": [count_blocks(state_dict, s) for s in (1, 2, 3)],
         "mlp_ratio": inner / hidden_dim,
     }
-    stem = [k for k in state_dict if k.startswith("patch_embed1.") and k.endswith("weight")]
+    stem = [
+        k for k in state_dict if k.startswith("patch_embed1.") and k.endswith("weight")
+    ]
     channels = int(np.shape(state_dict[stem[0]])[1])
     defaults = {**DEFAULTS, "num_heads": max(1, hidden_dim // 64)}
     defaults["image_shape"] = defaults["image_shape"][:2] + [channels]
     notes = {k: "checkpoint tensor names/shapes" for k in found}
     for key, value in given.items():
-        if key in found and found[key] != (list(value) if isinstance(value, tuple) else value):
+        if key in found and found[key] != (
+            list(value) if isinstance(value, tuple) else value
+        ):
             raise ValueError(
                 f"`{key}={value!r}` contradicts the checkpoint, which has "
                 f"{key}={found[key]!r}; drop the argument or pick the right checkpoint."

@@ -31,7 +31,9 @@ class _MembraneHeadClassifier(ImageClassifier):
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
-        self.head_lif = LIFNeuron(**backbone.neuron_config, name="head_lif", dtype=policy)
+        self.head_lif = LIFNeuron(
+            **backbone.neuron_config, name="head_lif", dtype=policy
+        )
         bound = backbone.hidden_dim**-0.5
         self.head = keras.layers.Dense(
             num_classes,

@@ -90,7 +90,12 @@ class MaxFormerPatchEmbedding(_Embedding):
         pooled = self.variant == "ms_qkformer"
         stride = 1 if pooled else 2
         self.conv0, shape = self._unit(
-            "conv0", e // 2, tuple(input_shape), strides=stride, fire_input=False, pool=pooled
+            "conv0",
+            e // 2,
+            tuple(input_shape),
+            strides=stride,
+            fire_input=False,
+            pool=pooled,
         )
         if len(input_shape) == 4:
             shape = (shape[0], self.num_timesteps) + tuple(shape[2:])
@@ -111,7 +116,9 @@ class MaxFormerPatchEmbedding(_Embedding):
         else:
             a = self.conv0(inputs, training=training)
         s1 = self.conv1.fire(a)
-        a = self.conv2(self.conv1.apply_synapse(s1, training=training), training=training)
+        a = self.conv2(
+            self.conv1.apply_synapse(s1, training=training), training=training
+        )
         return a + self.shortcut.apply_synapse(s1, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -159,12 +166,19 @@ class MaxFormerDownsampling(_Embedding):
         else:
             options = {"strides": 2}
         self.shortcut, _ = self._unit(
-            "shortcut", e, tuple(input_shape), kernel_size=1, fire_input=False, **options
+            "shortcut",
+            e,
+            tuple(input_shape),
+            kernel_size=1,
+            fire_input=False,
+            **options,
         )
 
     def call(self, inputs, training=None):
         s = self.conv0.fire(inputs)
-        a = self.conv1(self.conv0.apply_synapse(s, training=training), training=training)
+        a = self.conv1(
+            self.conv0.apply_synapse(s, training=training), training=training
+        )
         return a + self.shortcut.apply_synapse(s, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -209,13 +223,17 @@ class MembraneSelfAttention(SpikingSelfAttention):
     """
 
     def build(self, input_shape):
-        self.x_lif = LIFNeuron(**self.neuron_config, name="x_lif", dtype=self.dtype_policy)
+        self.x_lif = LIFNeuron(
+            **self.neuron_config, name="x_lif", dtype=self.dtype_policy
+        )
         self.x_lif.build(input_shape)
         self.q = _dense_unit(self, "q", self.qkv_bias, input_shape)
         self.k = _dense_unit(self, "k", self.qkv_bias, input_shape)
         self.v = _dense_unit(self, "v", self.qkv_bias, input_shape)
         attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
-        self.attn_lif = LIFNeuron(**attn_config, name="attn_lif", dtype=self.dtype_policy)
+        self.attn_lif = LIFNeuron(
+            **attn_config, name="attn_lif", dtype=self.dtype_policy
+        )
         self.attn_lif.build(input_shape)
         self.proj = _projection(self, input_shape)
 
@@ -248,7 +266,9 @@ class MembraneTokenAttention(QKTokenAttention):
         self.q = _dense_unit(self, "q", False, input_shape)
         self.k = _dense_unit(self, "k", False, input_shape)
         attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
-        self.attn_lif = LIFNeuron(**attn_config, name="attn_lif", dtype=self.dtype_policy)
+        self.attn_lif = LIFNeuron(
+            **attn_config, name="attn_lif", dtype=self.dtype_policy
+        )
         self.attn_lif.build(tuple(input_shape[:-1]) + (self.num_heads,))
         self.proj = _projection(self, input_shape)
 
@@ -293,7 +313,9 @@ class MaxFormerBlock(keras.layers.Layer):
         self.mlp_ratio = float(mlp_ratio)
         self.attention_v_threshold = float(attention_v_threshold)
         self.neuron_config = dict(neuron_config or {})
-        if mixer in ("ssa", "qka") and (self.num_heads < 1 or self.hidden_dim % self.num_heads):
+        if mixer in ("ssa", "qka") and (
+            self.num_heads < 1 or self.hidden_dim % self.num_heads
+        ):
             raise ValueError(
                 f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
             )
@@ -317,12 +339,18 @@ class MaxFormerBlock(keras.layers.Layer):
             b, t, h, w, c = input_shape
             self.mixer.build((b, t, None if h is None or w is None else h * w, c))
         elif self.mixer_type == "qka":
-            self.mixer = MembraneTokenAttention(self.hidden_dim, self.num_heads, **attention)
+            self.mixer = MembraneTokenAttention(
+                self.hidden_dim, self.num_heads, **attention
+            )
             self.mixer.build(input_shape)
         else:
             self.mixer = None
         self.mlp = SpikeDrivenMLP(
-            self.hidden_dim, self.mlp_ratio, neuron_config=neurons, name="mlp", dtype=policy
+            self.hidden_dim,
+            self.mlp_ratio,
+            neuron_config=neurons,
+            name="mlp",
+            dtype=policy,
         )
         self.mlp.build(input_shape)
 

@@ -80,18 +80,27 @@ class MembraneUnit(keras.layers.Layer):
                 self.kernel_size, depthwise_initializer=TRUNC_NORMAL_INIT, **common
             )
         return keras.layers.Conv2D(
-            self.filters, self.kernel_size, kernel_initializer=TRUNC_NORMAL_INIT, **common
+            self.filters,
+            self.kernel_size,
+            kernel_initializer=TRUNC_NORMAL_INIT,
+            **common,
         )
 
     @property
     def _pad(self):
         """Explicit symmetric zero padding of a strided convolution."""
-        return self.kernel_size // 2 if self.synapse_type != "dense" and self.strides > 1 else 0
+        return (
+            self.kernel_size // 2
+            if self.synapse_type != "dense" and self.strides > 1
+            else 0
+        )
 
     def build(self, input_shape):
         folded = self._folded(input_shape)
         if self.fire_input:
-            self.lif = LIFNeuron(**self.neuron_config, name="lif", dtype=self.dtype_policy)
+            self.lif = LIFNeuron(
+                **self.neuron_config, name="lif", dtype=self.dtype_policy
+            )
             self.lif.build(tuple(input_shape))
         self.synapse = self._make_synapse()
         padded = self._padded_shape(folded)
@@ -137,7 +146,9 @@ class MembraneUnit(keras.layers.Layer):
         return unfold_time(self.transform(fold_time(spikes), training), spikes.shape[1])
 
     def compute_output_shape(self, input_shape):
-        out = self.synapse.compute_output_shape(self._padded_shape(self._folded(input_shape)))
+        out = self.synapse.compute_output_shape(
+            self._padded_shape(self._folded(input_shape))
+        )
         if self.pool:
             out = (out[0], (out[1] + 1) // 2, (out[2] + 1) // 2, out[3])
         if not self._is_sequence(input_shape):
