@@ -22,6 +22,10 @@ from keras_spikformer.convert.families import family_of_state_dict
 from keras_spikformer.models.maxformer import MaxFormer, MSQKFormer
 from keras_spikformer.models.qkformer import QKFormer, QKFormerBackbone
 
+# Name mapping and file checks do not depend on the backend (the exactness
+# test checks the converted weights' outputs on every backend).
+pytestmark = pytest.mark.backend_independent
+
 TINY = "maxformer_tiny_imagenet"
 # Old (QKFormer-style) unit names of the released files, in the current order.
 OLD_UNITS = {
