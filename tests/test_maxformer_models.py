@@ -28,12 +28,21 @@ PARAMS = {
     "ms_qkformer_10_384_imagenet": (MSQKFormer, 16_473_688, 4),
     "ms_qkformer_10_768_t1_imagenet": (MSQKFormer, 64_962_760, 1),
 }
+# Code-only CIFAR flavours (no released weights).
+CIFAR_PARAMS = {
+    "maxformer_4_384_cifar10": (MaxFormer, 6_568_282, 4),
+    "maxformer_4_384_cifar100": (MaxFormer, 6_602_932, 4),
+    "ms_qkformer_4_384_cifar10": (MSQKFormer, 6_706_234, 4),
+    "ms_qkformer_4_384_cifar100": (MSQKFormer, 6_740_884, 4),
+}
 RELEASE = "https://github.com/bic-L/MaxFormer/releases/download/checkpoints/"
 TOP1 = {
     "maxformer_10_384_imagenet": 77.78,
     "maxformer_10_512_t1_imagenet": 75.43,
     "maxformer_10_768_imagenet": 82.39,
     "maxformer_10_768_t1_imagenet": 78.60,
+    "maxformer_4_384_cifar10": 97.04,
+    "maxformer_4_384_cifar100": 82.65,
 }
 TINY = dict(
     image_shape=(64, 64, 3), hidden_dim=64, stage_depths=(1, 2, 2), num_timesteps=2
@@ -42,26 +51,29 @@ TINY = dict(
 
 @pytest.mark.backend_independent
 def test_zoo_lists_every_preset_with_counts_release_asset_and_top1():
-    for name, (cls, count, timesteps) in PARAMS.items():
+    for name, (cls, count, timesteps) in {**PARAMS, **CIFAR_PARAMS}.items():
         meta = cls.presets[name]
         assert meta["trainable_params"] == count, name
         assert meta["paper"]["num_timesteps"] == timesteps
         assert meta["paper"]["top1_accuracy"] == TOP1.get(name), name
+        config = json.loads((presets.resolve(name) / "config.json").read_text())
+        assert config["config"]["num_timesteps"] == timesteps
+        if name in CIFAR_PARAMS:
+            assert config["config"]["flavour"] == "cifar" and meta["weights"] is None
+            continue
         source = meta["weights_source"]
         assert source["url"] == RELEASE + source["file_name"]
         assert source["licence"] == "none stated"
         assert {"sha256", "size"} <= set(source)
-        config = json.loads((presets.resolve(name) / "config.json").read_text())
-        assert config["config"]["num_timesteps"] == timesteps
     assert {"maxformer_tiny_imagenet"} <= set(MaxFormer.presets)
     assert {"ms_qkformer_tiny_imagenet"} <= set(MSQKFormer.presets)
 
 
 @pytest.mark.large
 @pytest.mark.backend_independent  # the variables a layer creates do not depend on the backend
-@pytest.mark.parametrize("name", sorted(PARAMS))
+@pytest.mark.parametrize("name", sorted({**PARAMS, **CIFAR_PARAMS}))
 def test_full_size_preset_parameter_counts(name):
-    cls, count, _ = PARAMS[name]
+    cls, count, _ = {**PARAMS, **CIFAR_PARAMS}[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cls.from_preset(name, load_weights=False)
@@ -82,6 +94,30 @@ def test_full_size_preset_parameter_counts(name):
 def test_impossible_configs_fail_before_building(cls, overrides, message):
     with pytest.raises(ValueError, match=message):
         cls(**{**TINY, **overrides})
+
+
+@pytest.mark.backend_independent  # names and shapes only
+@pytest.mark.parametrize("cls", [MaxFormerBackbone, MSQKFormerBackbone])
+def test_cifar_flavour_names_round_trip_through_the_converter(cls):
+    from keras_spikformer.convert.families import family_of_model
+
+    backbone = cls(
+        image_shape=(32, 32, 3), hidden_dim=64, stage_depths=(1, 1, 2), num_timesteps=2,
+        flavour="cifar",
+    )  # fmt: skip
+    assert backbone.output.shape[1:] == (2, 8, 8, 64)
+    family = family_of_model(backbone)
+    names = family.reference_variable_map(backbone)
+    assert "patch_embed1.proj_conv.weight" in names  # the CIFAR `Embed_Orig`
+    torch_order = {4: (3, 2, 0, 1), 2: (1, 0)}  # Keras -> PyTorch layouts
+    state_dict = {
+        k: np.zeros(tuple(v.shape[i] for i in torch_order.get(len(v.shape), (0,))))
+        for k, v in names.items()
+    }
+    state_dict["head.weight"] = np.zeros((10, 64))
+    config, num_classes, _ = family.infer_architecture(state_dict)
+    assert config["flavour"] == "cifar" and config["num_heads"] == 8
+    assert config["stage_depths"] == [1, 1, 2] and num_classes == 10
 
 
 def test_classifier_refuses_the_other_familys_backbone():

@@ -17,7 +17,10 @@ from keras_spikformer.convert.reference_weights import module_variables
 
 FAMILY = "maxformer"
 # What the shapes cannot tell (the reference ImageNet training script).
-DEFAULTS = {"image_shape": [224, 224, 3], "num_timesteps": 4, "encoding": "direct"}
+DEFAULTS = {
+    "imagenet": {"image_shape": [224, 224, 3], "num_timesteps": 4, "encoding": "direct"},
+    "cifar": {"image_shape": [32, 32, 3], "num_timesteps": 4, "encoding": "direct", "num_heads": 8},
+}  # fmt: skip
 
 _IGNORED = re.compile(r"\.num_batches_tracked$")
 _STEM = ("embed1", "embed2", "embed3", "embed4")
@@ -25,6 +28,7 @@ _DOWN = ("max_embed1", "embed1", "max_embed2")
 _MIXER = {
     7: ("conv5", "conv5_bn", "conv5_neuron"),
     5: ("conv", "conv_bn", "conv_neuron"),
+    3: ("conv", "conv_bn", "conv_neuron"),
 }
 
 
@@ -33,12 +37,16 @@ def _backbone(model):
 
 
 def recognises(state_dict):
-    """True for Max-Former names: its depth-wise stage-1 mixer and a head.
+    """True for Max-Former names: its 7x7 stage-1 mixer, or (CIFAR) `Embed_Max`.
 
-    `stage1.0.mixer.conv5.weight` exists in current and old-name files alike
-    (old names differ only inside `patch_embed*`) and in no other family.
+    `stage1.0.mixer.conv5.weight` exists in current and old-name ImageNet
+    files alike (old names differ only inside `patch_embed*`) and in no other
+    family; the CIFAR file has `patch_embed2.max_embed2` instead.
     """
-    return "stage1.0.mixer.conv5.weight" in state_dict and "head.weight" in state_dict
+    return "head.weight" in state_dict and (
+        "stage1.0.mixer.conv5.weight" in state_dict
+        or "patch_embed2.max_embed2.embed_conv.weight" in state_dict
+    )
 
 
 def is_ignored(name):
@@ -71,7 +79,7 @@ def add_stage(modules, backbone, s):
                 _unit(modules, f"{prefix}.attn.{name}_", getattr(attn, name), lif="lif")
             modules[f"{prefix}.attn.attn_lif"] = attn.attn_lif
             _unit(modules, f"{prefix}.attn.proj_", attn.proj)
-        else:
+        elif block.mixer_type != "none":
             conv, bn, lif = _MIXER[int(block.mixer_type[3:])]
             _unit(modules, f"{prefix}.mixer.", block.mixer, conv, bn, lif)
         for i in (1, 2):
@@ -88,6 +96,30 @@ def finish(modules, model, backbone):
         modules["head_lif"] = model.head_lif
         modules["head"] = model.get_layer("head")
     return modules
+
+
+def add_cifar_stem(modules, stem):
+    """The CIFAR `Embed_Orig` of both families: `proj_*`, `embed1`, `embed2`.
+
+    Its `embed2.embed_lif` fires on the same input as `embed1.embed_lif`
+    (identical spikes); the port runs one neuron, mapped to `embed1`.
+    """
+    _unit(modules, "patch_embed1.", stem.conv0, "proj_conv", "proj_bn")
+    _unit(
+        modules,
+        "patch_embed1.embed1.",
+        stem.conv1,
+        "embed_conv",
+        "embed_bn",
+        "embed_lif",
+    )
+    _unit(modules, "patch_embed1.embed2.", stem.shortcut, "embed_conv", "embed_bn")
+
+
+def flavour_of(state_dict):
+    """`"cifar"` for the CIFAR stem (`Embed_Orig`: `proj_conv` then `embed1`)."""
+    cifar = {"patch_embed1.proj_conv.weight", "patch_embed1.embed1.embed_conv.weight"}
+    return "cifar" if cifar <= set(state_dict) else "imagenet"
 
 
 def reference_module_map(model):
@@ -107,9 +139,12 @@ def reference_module_map(model):
     backbone = _backbone(model)
     modules = {}
     stem = backbone.get_layer("patch_embed1")
-    for name, unit in zip(_STEM, (stem.conv0, stem.conv1, stem.conv2, stem.shortcut), strict=True):  # fmt: skip
-        lif = "embed_lif" if unit.fire_input else None
-        _unit(modules, f"patch_embed1.{name}.", unit, "embed_conv", "embed_bn", lif)
+    if backbone.flavour == "cifar":
+        add_cifar_stem(modules, stem)
+    else:
+        for name, unit in zip(_STEM, (stem.conv0, stem.conv1, stem.conv2, stem.shortcut), strict=True):  # fmt: skip
+            lif = "embed_lif" if unit.fire_input else None
+            _unit(modules, f"patch_embed1.{name}.", unit, "embed_conv", "embed_bn", lif)
     for s in (2, 3):
         down = backbone.get_layer(f"patch_embed{s}")
         for name, unit in zip(_DOWN, (down.conv0, down.conv1, down.shortcut), strict=True):  # fmt: skip
@@ -239,16 +274,18 @@ def infer_common(state_dict, family, given):
     head = np.shape(state_dict["head.weight"])
     hidden_dim = int(head[1])
     inner = int(np.shape(state_dict["stage3.0.mlp.fc1_conv.weight"])[0])
+    flavour = flavour_of(state_dict)
     found = {
         "hidden_dim": hidden_dim,
         "stage_depths": [count_blocks(state_dict, s) for s in (1, 2, 3)],
         "mlp_ratio": inner / hidden_dim,
+        "flavour": flavour,
     }
     stem = [
         k for k in state_dict if k.startswith("patch_embed1.") and k.endswith("weight")
     ]
     channels = int(np.shape(state_dict[stem[0]])[1])
-    defaults = {**DEFAULTS, "num_heads": max(1, hidden_dim // 64)}
+    defaults = {"num_heads": max(1, hidden_dim // 64), **DEFAULTS[flavour]}
     defaults["image_shape"] = defaults["image_shape"][:2] + [channels]
     notes = {k: "checkpoint tensor names/shapes" for k in found}
     for key, value in given.items():

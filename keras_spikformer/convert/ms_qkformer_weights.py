@@ -13,6 +13,7 @@ when the user names this family (`from_family`, CLI `--family ms_qkformer`).
 
 from keras_spikformer.convert import maxformer_weights
 from keras_spikformer.convert.maxformer_weights import (  # noqa: F401 (family API)
+    flavour_of,
     is_ignored,
     to_keras_layout,
 )
@@ -31,11 +32,15 @@ _FROM_QKFORMER = (
 
 
 def recognises(state_dict):
-    """True for MS-QKFormer names: `stage1.0.attn.q_conv` and `patch_embed1.rpe_conv`."""
+    """True for MS-QKFormer names: `stage1.0.attn.q_conv` with the ImageNet
+    `patch_embed1.rpe_conv` or the CIFAR `Embed_1Max` (`patch_embed2.max_embed1`)."""
     return (
         "stage1.0.attn.q_conv.weight" in state_dict
-        and "patch_embed1.rpe_conv.weight" in state_dict
         and "head.weight" in state_dict
+        and (
+            "patch_embed1.rpe_conv.weight" in state_dict
+            or "patch_embed2.max_embed1.embed_conv.weight" in state_dict
+        )
     )
 
 
@@ -92,13 +97,29 @@ def reference_module_map(model):
     modules = {}
     unit = maxformer_weights._unit
     stem = backbone.get_layer("patch_embed1")
-    unit(modules, "patch_embed1.", stem.conv0, "proj_conv", "proj_bn")
-    unit(modules, "patch_embed1.", stem.conv1, "proj_conv1", "proj_bn1", "proj_lif1")
-    unit(modules, "patch_embed1.", stem.conv2, "proj_conv2", "proj_bn2", "proj_lif2")
-    unit(modules, "patch_embed1.", stem.shortcut, "rpe_conv", "rpe_bn")
+    if backbone.flavour == "cifar":
+        maxformer_weights.add_cifar_stem(modules, stem)
+    else:
+        unit(modules, "patch_embed1.", stem.conv0, "proj_conv", "proj_bn")
+        unit(
+            modules, "patch_embed1.", stem.conv1, "proj_conv1", "proj_bn1", "proj_lif1"
+        )
+        unit(
+            modules, "patch_embed1.", stem.conv2, "proj_conv2", "proj_bn2", "proj_lif2"
+        )
+        unit(modules, "patch_embed1.", stem.shortcut, "rpe_conv", "rpe_bn")
     for s in (2, 3):
         down = backbone.get_layer(f"patch_embed{s}")
         prefix = f"patch_embed{s}."
+        if backbone.flavour == "cifar":  # `Embed_1Max`
+            for name, layer in zip(
+                ("embed1.", "max_embed1.", "embed2."),
+                (down.conv0, down.conv1, down.shortcut),
+                strict=True,
+            ):
+                lif = "embed_lif" if layer.fire_input else None
+                unit(modules, prefix + name, layer, "embed_conv", "embed_bn", lif)
+            continue
         unit(modules, prefix, down.conv0, "proj3_conv", "proj3_bn", "init_lif")
         unit(modules, prefix, down.conv1, "proj4_conv", "proj4_bn", "proj3_lif")
         unit(modules, prefix, down.shortcut, "proj_res_conv", "proj_res_bn")

@@ -1,5 +1,9 @@
 """Max-Former and MS-QKFormer: QKFormer's successors with membrane shortcuts (NeurIPS 2025)."""
 
+from keras_spikformer.models.maxformer.maxformer_attention import (
+    MembraneSelfAttention,
+    MembraneTokenAttention,
+)
 from keras_spikformer.models.maxformer.maxformer_backbone import (
     MaxFormerBackbone,
     MSQKFormerBackbone,
@@ -9,8 +13,6 @@ from keras_spikformer.models.maxformer.maxformer_layers import (
     MaxFormerBlock,
     MaxFormerDownsampling,
     MaxFormerPatchEmbedding,
-    MembraneSelfAttention,
-    MembraneTokenAttention,
 )
 from keras_spikformer.models.maxformer.maxformer_preprocessor import (
     MaxFormerImageClassifierPreprocessor,

@@ -10,20 +10,26 @@ from keras_spikformer.models.backbone import (
     neuron_config,
 )
 from keras_spikformer.models.maxformer.maxformer_layers import (
+    FLAVOURS,
     MaxFormerBlock,
     MaxFormerDownsampling,
     MaxFormerPatchEmbedding,
 )
 
 ENCODINGS = ("direct", "frames")
-DOWNSAMPLING = 16  # stem 4x, then two stage embeddings of 2x
+# Stem 4x (CIFAR 1x), then two stage embeddings of 2x.
+DOWNSAMPLING = {"imagenet": 16, "cifar": 4}
+# What the reference hard-codes: heads (ImageNet: hidden_dim // 64).
+DEFAULT_HEADS = {"cifar": 8}
 
 
 def validate_architecture(
     image_shape, hidden_dim, stage_depths, num_heads, mlp_ratio, num_timesteps,
-    encoding, heads_in_every_stage,
+    encoding, heads_in_every_stage, flavour="imagenet",
 ):  # fmt: skip
     """Raises a `ValueError` naming the problem and the fix for impossible configs."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"`flavour` must be one of {FLAVOURS}; got {flavour!r}.")
     if encoding not in ENCODINGS:
         raise ValueError(f"`encoding` must be one of {ENCODINGS}; got {encoding!r}.")
     image_shape = check_image_shape(image_shape)
@@ -56,11 +62,12 @@ def validate_architecture(
     if not float(mlp_ratio) > 0:
         raise ValueError(f"`mlp_ratio` must be positive; got {mlp_ratio}.")
     height, width = int(image_shape[0]), int(image_shape[1])
-    if height % DOWNSAMPLING or width % DOWNSAMPLING:
+    f = DOWNSAMPLING[flavour]
+    if height % f or width % f:
         raise ValueError(
-            f"Image size {height}x{width} is not divisible by {DOWNSAMPLING}, the "
-            "total down-sampling of the patch embeddings. Resize or crop to a "
-            f"multiple of {DOWNSAMPLING} (e.g. {max(16, height // 16 * 16)})."
+            f"Image size {height}x{width} is not divisible by {f}, the total "
+            f"down-sampling of the {flavour!r} patch embeddings. Resize or crop to a "
+            f"multiple of {f} (e.g. {max(f, height // f * f)})."
         )
 
 
@@ -73,7 +80,7 @@ class _MembraneShortcutBackbone(Backbone):
     """Builds either family's functional graph; subclasses set the layout."""
 
     variant = None
-    mixers = None  # per stage
+    mixers = None  # per flavour, per stage
     heads_in_every_stage = False
 
     def __init__(
@@ -84,6 +91,7 @@ class _MembraneShortcutBackbone(Backbone):
         num_heads=None,
         mlp_ratio=4.0,
         num_timesteps=4,
+        flavour="imagenet",
         encoding="direct",
         tau=2.0,
         v_threshold=1.0,
@@ -96,10 +104,10 @@ class _MembraneShortcutBackbone(Backbone):
         **kwargs,
     ):
         if num_heads is None:
-            num_heads = max(1, int(hidden_dim) // 64)
+            num_heads = DEFAULT_HEADS.get(flavour, max(1, int(hidden_dim) // 64))
         validate_architecture(
             image_shape, hidden_dim, stage_depths, num_heads, mlp_ratio,
-            num_timesteps, encoding, self.heads_in_every_stage,
+            num_timesteps, encoding, self.heads_in_every_stage, flavour,
         )  # fmt: skip
         policy = dtype_policy(dtype)
         neurons = neuron_config(
@@ -116,19 +124,19 @@ class _MembraneShortcutBackbone(Backbone):
         else:
             inputs = keras.Input(shape=(num_timesteps,) + image_shape, name="frames")
         x = MaxFormerPatchEmbedding(
-            widths[0], variant=self.variant, neuron_config=neurons,
+            widths[0], variant=self.variant, flavour=flavour, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
             name="patch_embed1", dtype=policy,
         )(inputs)  # fmt: skip
         for s, (width, depth) in enumerate(zip(widths, stage_depths, strict=True)):
             if s > 0:
                 x = MaxFormerDownsampling(
-                    width, variant=self.variant, neuron_config=neurons,
+                    width, variant=self.variant, flavour=flavour, neuron_config=neurons,
                     name=f"patch_embed{s + 1}", dtype=policy,
                 )(x)  # fmt: skip
             for j in range(depth):
                 x = MaxFormerBlock(
-                    width, self.mixers[s], num_heads=num_heads, mlp_ratio=mlp_ratio,
+                    width, self.mixers[flavour][s], num_heads=num_heads, mlp_ratio=mlp_ratio,
                     attention_v_threshold=attention_v_threshold,
                     neuron_config=neurons, name=f"stage{s + 1}_block{j}", dtype=policy,
                 )(x)  # fmt: skip
@@ -141,6 +149,7 @@ class _MembraneShortcutBackbone(Backbone):
         self.num_heads = int(num_heads)
         self.mlp_ratio = float(mlp_ratio)
         self.num_timesteps = num_timesteps
+        self.flavour = flavour
         self.encoding = encoding
         self.tau = neurons["tau"]
         self.v_threshold = neurons["v_threshold"]
@@ -165,6 +174,7 @@ class _MembraneShortcutBackbone(Backbone):
             "num_heads": self.num_heads,
             "mlp_ratio": self.mlp_ratio,
             "num_timesteps": self.num_timesteps,
+            "flavour": self.flavour,
             "encoding": self.encoding,
             "tau": self.tau,
             "v_threshold": self.v_threshold,
@@ -193,9 +203,14 @@ class MaxFormerBackbone(_MembraneShortcutBackbone):
         hidden_dim: int, last-stage width `D`. Defaults to `384`.
         stage_depths: blocks per stage. Defaults to `(1, 2, 7)` (the reference
             hard-codes these).
-        num_heads: int, stage-3 heads; `None` gives `hidden_dim // 64`.
+        num_heads: int, stage-3 heads; `None` gives the reference's
+            (ImageNet `hidden_dim // 64`, CIFAR 8).
         mlp_ratio: float, MLP expansion. Defaults to `4.0`.
         num_timesteps: int, time steps `T`. Defaults to `4`.
+        flavour: `"imagenet"` (the stem down-samples 4x; mixers DWC 7x7, 5x5)
+            or `"cifar"` (no stem down-sampling; stage 1 is MLP only, stage 2
+            mixes with DWC 3x3; the reference CIFAR file). Defaults to
+            `"imagenet"`.
         encoding: `"direct"` (images repeated over time) or `"frames"`
             (`[batch, T, H, W, C]`). Defaults to `"direct"`.
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
@@ -215,7 +230,7 @@ class MaxFormerBackbone(_MembraneShortcutBackbone):
     """
 
     variant = "maxformer"
-    mixers = ("dwc7", "dwc5", "ssa")
+    mixers = {"imagenet": ("dwc7", "dwc5", "ssa"), "cifar": ("none", "dwc3", "ssa")}
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
@@ -238,5 +253,5 @@ class MSQKFormerBackbone(_MembraneShortcutBackbone):
     """
 
     variant = "ms_qkformer"
-    mixers = ("qka", "qka", "ssa")
+    mixers = {"imagenet": ("qka", "qka", "ssa"), "cifar": ("qka", "qka", "ssa")}
     heads_in_every_stage = True

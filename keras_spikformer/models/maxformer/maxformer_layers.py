@@ -3,16 +3,17 @@
 import keras
 from keras import ops
 
-from keras_spikformer.layers import SpikingSelfAttention
-from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT, SpikingDense
+from keras_spikformer.models.maxformer.maxformer_attention import (
+    MembraneSelfAttention,
+    MembraneTokenAttention,
+)
 from keras_spikformer.models.maxformer.maxformer_units import MembraneUnit
-from keras_spikformer.models.qkformer.qkformer_attention import QKTokenAttention
 from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_layers import (
     SpikeDrivenMLP,
 )
-from keras_spikformer.neurons import LIFNeuron
 
 VARIANTS = ("maxformer", "ms_qkformer")
+FLAVOURS = ("imagenet", "cifar")
 MIXERS = ("dwc7", "dwc5", "dwc3", "ssa", "qka", "none")
 
 
@@ -21,14 +22,24 @@ def _check_variant(variant):
         raise ValueError(f"`variant` must be one of {VARIANTS}; got {variant!r}.")
 
 
+def _check_flavour(flavour):
+    if flavour not in FLAVOURS:
+        raise ValueError(f"`flavour` must be one of {FLAVOURS}; got {flavour!r}.")
+
+
 class _Embedding(keras.layers.Layer):
     """Shared config and unit factory of the two patch embeddings."""
 
-    def __init__(self, hidden_dim, variant="maxformer", neuron_config=None, **kwargs):
+    def __init__(
+        self, hidden_dim, variant="maxformer", flavour="imagenet", neuron_config=None,
+        **kwargs,
+    ):  # fmt: skip
         super().__init__(**kwargs)
         _check_variant(variant)
+        _check_flavour(flavour)
         self.hidden_dim = int(hidden_dim)
         self.variant = variant
+        self.flavour = flavour
         self.neuron_config = dict(neuron_config or {})
 
     def _unit(self, name, filters, shape, **options):
@@ -45,6 +56,7 @@ class _Embedding(keras.layers.Layer):
             {
                 "hidden_dim": self.hidden_dim,
                 "variant": self.variant,
+                "flavour": self.flavour,
                 "neuron_config": self.neuron_config,
             }
         )
@@ -53,7 +65,7 @@ class _Embedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
 class MaxFormerPatchEmbedding(_Embedding):
-    """The ImageNet stem (4x down-sampling), real-valued output, no final neuron.
+    """The stem (ImageNet 4x down-sampling, CIFAR none), real-valued output.
 
     With `E = hidden_dim` and `U` a `MembraneUnit` (`[LIF] -> conv -> BN -> [pool]`):
     ```
@@ -64,31 +76,36 @@ class MaxFormerPatchEmbedding(_Embedding):
     ```
     `variant="maxformer"` (`Embed_Orig_ImageNet`): U0 and U1 have stride 2
     (symmetric padding), no pools. `"ms_qkformer"` (`PatchEmbedInit`): stride 1
-    with a 3x3/2 max pool after U0's and U1's batch norms.
+    with a 3x3/2 max pool after U0's and U1's batch norms. `flavour="cifar"`
+    (`Embed_Orig`, both families): stride 1, no pool, no U2, and a stride-1
+    shortcut: `out = U1.synapse(s1) + U_shortcut(s1)` (the reference runs two
+    identical neurons on `a`; one gives the same spikes).
 
     Args:
         hidden_dim: int, output channels `E` (even).
         variant: `"maxformer"` or `"ms_qkformer"`.
+        flavour: `"imagenet"` or `"cifar"`. Defaults to `"imagenet"`.
         num_timesteps: int or `None`: when set, takes static images
             `[batch, H, W, C]`; U0 runs once and is repeated over time.
         neuron_config: dict of `LIFNeuron` arguments.
         **kwargs: standard layer arguments.
 
-    Output shape: `[batch, time, H/4, W/4, E]`.
+    Output shape: `[batch, time, H/4, W/4, E]` (CIFAR: `H, W`).
 
     Example:
     >>> stem = MaxFormerPatchEmbedding(96, num_timesteps=4)
     >>> u = stem(keras.random.normal((2, 224, 224, 3)))  # (2, 4, 56, 56, 96)
     """
 
-    def __init__(self, hidden_dim, variant="maxformer", num_timesteps=None, **kwargs):
-        super().__init__(hidden_dim, variant=variant, **kwargs)
+    def __init__(self, hidden_dim, num_timesteps=None, **kwargs):
+        super().__init__(hidden_dim, **kwargs)
         self.num_timesteps = None if num_timesteps is None else int(num_timesteps)
 
     def build(self, input_shape):
         e = self.hidden_dim
-        pooled = self.variant == "ms_qkformer"
-        stride = 1 if pooled else 2
+        cifar = self.flavour == "cifar"
+        pooled = self.variant == "ms_qkformer" and not cifar
+        stride = 1 if pooled or cifar else 2
         self.conv0, shape = self._unit(
             "conv0",
             e // 2,
@@ -100,10 +117,12 @@ class MaxFormerPatchEmbedding(_Embedding):
         if len(input_shape) == 4:
             shape = (shape[0], self.num_timesteps) + tuple(shape[2:])
         self.conv1, out = self._unit("conv1", e, shape, strides=stride, pool=pooled)
-        self.conv2, out = self._unit("conv2", e, out)
+        if not cifar:
+            self.conv2, out = self._unit("conv2", e, out)
         self.shortcut, short = self._unit(
-            "shortcut", e, shape, kernel_size=1, strides=2, fire_input=False
-        )
+            "shortcut", e, shape, kernel_size=1, strides=1 if cifar else 2,
+            fire_input=False,
+        )  # fmt: skip
         if tuple(short[2:4]) != tuple(out[2:4]):
             raise ValueError(
                 f"{self.name}: image size {tuple(input_shape)} gives a shortcut grid "
@@ -116,15 +135,16 @@ class MaxFormerPatchEmbedding(_Embedding):
         else:
             a = self.conv0(inputs, training=training)
         s1 = self.conv1.fire(a)
-        a = self.conv2(
-            self.conv1.apply_synapse(s1, training=training), training=training
-        )
+        a = self.conv1.apply_synapse(s1, training=training)
+        if self.flavour != "cifar":
+            a = self.conv2(a, training=training)
         return a + self.shortcut.apply_synapse(s1, training=training)
 
     def compute_output_shape(self, input_shape):
         b, h, w = input_shape[0], input_shape[-3], input_shape[-2]
         t = self.num_timesteps if len(input_shape) == 4 else input_shape[1]
-        return (b, t, -(-h // 4), -(-w // 4), self.hidden_dim)
+        f = 1 if self.flavour == "cifar" else 4
+        return (b, t, -(-h // f), -(-w // f), self.hidden_dim)
 
     def get_config(self):
         config = super().get_config()
@@ -142,11 +162,14 @@ class MaxFormerDownsampling(_Embedding):
     out = a + shortcut(s)
     ```
     Shortcut: `variant="maxformer"` (`Embed_Max`): `Pool(BN(Conv1x1 stride 1 (s)))`;
-    `"ms_qkformer"` (`PatchEmbeddingStage`): `BN(Conv1x1 stride 2 (s))`.
+    `"ms_qkformer"` (`PatchEmbeddingStage`): `BN(Conv1x1 stride 2 (s))`; its
+    CIFAR flavour (`Embed_1Max`) pools after the second conv instead of the
+    first: `a = Pool(U1(BN(Conv3x3(s))))`.
 
     Args:
         hidden_dim: int, output channels `E`.
         variant: `"maxformer"` or `"ms_qkformer"`.
+        flavour: `"imagenet"` or `"cifar"`. Defaults to `"imagenet"`.
         neuron_config: dict of `LIFNeuron` arguments.
         **kwargs: standard layer arguments.
 
@@ -159,8 +182,9 @@ class MaxFormerDownsampling(_Embedding):
 
     def build(self, input_shape):
         e = self.hidden_dim
-        self.conv0, shape = self._unit("conv0", e, tuple(input_shape), pool=True)
-        self.conv1, _ = self._unit("conv1", e, shape)
+        late = self.variant == "ms_qkformer" and self.flavour == "cifar"
+        self.conv0, shape = self._unit("conv0", e, tuple(input_shape), pool=not late)
+        self.conv1, _ = self._unit("conv1", e, shape, pool=late)
         if self.variant == "maxformer":
             options = {"strides": 1, "pool": True}
         else:
@@ -184,96 +208,6 @@ class MaxFormerDownsampling(_Embedding):
     def compute_output_shape(self, input_shape):
         b, t, h, w, _ = input_shape
         return (b, t, (h + 1) // 2, (w + 1) // 2, self.hidden_dim)
-
-
-def _dense_unit(layer, name, use_bias, input_shape):
-    unit = SpikingDense(
-        layer.hidden_dim, use_bias=use_bias, neuron_config=layer.neuron_config,
-        kernel_initializer=TORCH_DEFAULT_INIT, name=name, dtype=layer.dtype_policy,
-    )  # fmt: skip
-    unit.build(input_shape)
-    return unit
-
-
-def _projection(layer, input_shape):
-    """Dense (bias) -> BN, no neuron: the branch end of a membrane shortcut."""
-    proj = MembraneUnit(
-        layer.hidden_dim, synapse="dense", use_bias=True, fire_input=False,
-        name="proj", dtype=layer.dtype_policy,
-    )  # fmt: skip
-    proj.build(input_shape)
-    return proj
-
-
-@keras.saving.register_keras_serializable(package="keras_spikformer")
-class MembraneSelfAttention(SpikingSelfAttention):
-    """Spiking self-attention as a membrane-shortcut branch (Max-Former's `SSA`).
-
-    `x = LIF(u)`; bias-free q/k/v spiking units; `Q (K^T V) * 0.125`; attention
-    neuron at 0.5; then `BN(Dense(.))` with no output neuron.
-
-    Args:
-        **kwargs: `SpikingSelfAttention` arguments.
-
-    Input/output shape: `[batch, time, tokens, hidden_dim]`.
-
-    Example:
-    >>> ssa = MembraneSelfAttention(hidden_dim=64, num_heads=1)
-    >>> y = ssa(keras.random.normal((2, 2, 16, 64)))
-    """
-
-    def build(self, input_shape):
-        self.x_lif = LIFNeuron(
-            **self.neuron_config, name="x_lif", dtype=self.dtype_policy
-        )
-        self.x_lif.build(input_shape)
-        self.q = _dense_unit(self, "q", self.qkv_bias, input_shape)
-        self.k = _dense_unit(self, "k", self.qkv_bias, input_shape)
-        self.v = _dense_unit(self, "v", self.qkv_bias, input_shape)
-        attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
-        self.attn_lif = LIFNeuron(
-            **attn_config, name="attn_lif", dtype=self.dtype_policy
-        )
-        self.attn_lif.build(input_shape)
-        self.proj = _projection(self, input_shape)
-
-    def call(self, inputs, training=None):
-        return super().call(self.x_lif(inputs), training=training)
-
-
-@keras.saving.register_keras_serializable(package="keras_spikformer")
-class MembraneTokenAttention(QKTokenAttention):
-    """Q-K token attention as a membrane-shortcut branch (MS-QKFormer's).
-
-    `x = LIF(u)` (the reference's `proj_lif`), then `QKTokenAttention`'s mask
-    on K, then `BN(Dense(.))` with no output neuron.
-
-    Args:
-        **kwargs: `QKTokenAttention` arguments.
-
-    Input/output shape: `[batch, time, ..., hidden_dim]`.
-
-    Example:
-    >>> qka = MembraneTokenAttention(hidden_dim=96, num_heads=6)
-    >>> y = qka(keras.random.normal((2, 2, 8, 8, 96)))
-    """
-
-    def build(self, input_shape):
-        self.input_lif = LIFNeuron(
-            **self.neuron_config, name="input_lif", dtype=self.dtype_policy
-        )
-        self.input_lif.build(input_shape)
-        self.q = _dense_unit(self, "q", False, input_shape)
-        self.k = _dense_unit(self, "k", False, input_shape)
-        attn_config = {**self.neuron_config, "v_threshold": self.attention_v_threshold}
-        self.attn_lif = LIFNeuron(
-            **attn_config, name="attn_lif", dtype=self.dtype_policy
-        )
-        self.attn_lif.build(tuple(input_shape[:-1]) + (self.num_heads,))
-        self.proj = _projection(self, input_shape)
-
-    def call(self, inputs, training=None):
-        return super().call(self.input_lif(inputs), training=training)
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
