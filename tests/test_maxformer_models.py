@@ -28,12 +28,14 @@ PARAMS = {
     "ms_qkformer_10_384_imagenet": (MSQKFormer, 16_473_688, 4),
     "ms_qkformer_10_768_t1_imagenet": (MSQKFormer, 64_962_760, 1),
 }
-# Code-only CIFAR flavours (no released weights).
+# Code-only CIFAR and event flavours (no released weights).
 CIFAR_PARAMS = {
     "maxformer_4_384_cifar10": (MaxFormer, 6_568_282, 4),
     "maxformer_4_384_cifar100": (MaxFormer, 6_602_932, 4),
     "ms_qkformer_4_384_cifar10": (MSQKFormer, 6_706_234, 4),
     "ms_qkformer_4_384_cifar100": (MSQKFormer, 6_740_884, 4),
+    "maxformer_2_256_cifar10dvs": (MaxFormer, 1_455_626, 16),
+    "maxformer_2_256_dvsgesture": (MaxFormer, 1_455_883, 16),
 }
 RELEASE = "https://github.com/bic-L/MaxFormer/releases/download/checkpoints/"
 TOP1 = {
@@ -43,6 +45,8 @@ TOP1 = {
     "maxformer_10_768_t1_imagenet": 78.60,
     "maxformer_4_384_cifar10": 97.04,
     "maxformer_4_384_cifar100": 82.65,
+    "maxformer_2_256_cifar10dvs": 84.2,
+    "maxformer_2_256_dvsgesture": 98.61,
 }
 TINY = dict(
     image_shape=(64, 64, 3), hidden_dim=64, stage_depths=(1, 2, 2), num_timesteps=2
@@ -59,7 +63,8 @@ def test_zoo_lists_every_preset_with_counts_release_asset_and_top1():
         config = json.loads((presets.resolve(name) / "config.json").read_text())
         assert config["config"]["num_timesteps"] == timesteps
         if name in CIFAR_PARAMS:
-            assert config["config"]["flavour"] == "cifar" and meta["weights"] is None
+            assert config["config"]["flavour"] in ("cifar", "dvs")
+            assert meta["weights"] is None
             continue
         source = meta["weights_source"]
         assert source["url"] == RELEASE + source["file_name"]
@@ -89,6 +94,8 @@ def test_full_size_preset_parameter_counts(name):
         (MaxFormerBackbone, {"num_heads": 3}, "must divide"),
         (MSQKFormerBackbone, {"num_heads": 32}, r"widths \[16, 32, 64\]"),
         (MaxFormerBackbone, {"encoding": "rate"}, "`encoding` must be one of"),
+        (MSQKFormerBackbone, {"flavour": "dvs"}, "does not run as committed"),
+        (MaxFormerBackbone, {"flavour": "dvs"}, "2 positive block counts"),
     ],
 )
 def test_impossible_configs_fail_before_building(cls, overrides, message):
@@ -97,18 +104,29 @@ def test_impossible_configs_fail_before_building(cls, overrides, message):
 
 
 @pytest.mark.backend_independent  # names and shapes only
-@pytest.mark.parametrize("cls", [MaxFormerBackbone, MSQKFormerBackbone])
-def test_cifar_flavour_names_round_trip_through_the_converter(cls):
+@pytest.mark.parametrize(
+    "cls, flavour, depths, stem",
+    [
+        (MaxFormerBackbone, "cifar", (1, 1, 2), "embed1"),  # `Embed_Orig`
+        (MSQKFormerBackbone, "cifar", (1, 1, 2), "embed1"),
+        (MaxFormerBackbone, "dvs", (1, 1), "max_embed3"),  # `Embed_Max_plus`
+    ],
+)
+def test_cifar_and_dvs_names_round_trip_through_the_converter(
+    cls, flavour, depths, stem
+):
     from keras_spikformer.convert.families import family_of_model
 
+    channels, encoding = (2, "frames") if flavour == "dvs" else (3, "direct")
     backbone = cls(
-        image_shape=(32, 32, 3), hidden_dim=64, stage_depths=(1, 1, 2), num_timesteps=2,
-        flavour="cifar",
+        image_shape=(32, 32, channels), hidden_dim=64, stage_depths=depths,
+        num_timesteps=2, flavour=flavour, encoding=encoding,
     )  # fmt: skip
-    assert backbone.output.shape[1:] == (2, 8, 8, 64)
+    grid = 2 if flavour == "dvs" else 8
+    assert backbone.output.shape[1:] == (2, grid, grid, 64)
     family = family_of_model(backbone)
     names = family.reference_variable_map(backbone)
-    assert "patch_embed1.proj_conv.weight" in names  # the CIFAR `Embed_Orig`
+    assert f"patch_embed1.{stem}.embed_conv.weight" in names
     torch_order = {4: (3, 2, 0, 1), 2: (1, 0)}  # Keras -> PyTorch layouts
     state_dict = {
         k: np.zeros(tuple(v.shape[i] for i in torch_order.get(len(v.shape), (0,))))
@@ -116,8 +134,9 @@ def test_cifar_flavour_names_round_trip_through_the_converter(cls):
     }
     state_dict["head.weight"] = np.zeros((10, 64))
     config, num_classes, _ = family.infer_architecture(state_dict)
-    assert config["flavour"] == "cifar" and config["num_heads"] == 8
-    assert config["stage_depths"] == [1, 1, 2] and num_classes == 10
+    assert config["flavour"] == flavour and config["encoding"] == encoding
+    assert config["num_heads"] == (16 if flavour == "dvs" else 8)
+    assert config["stage_depths"] == list(depths) and num_classes == 10
 
 
 def test_classifier_refuses_the_other_familys_backbone():

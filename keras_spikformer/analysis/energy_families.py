@@ -175,8 +175,11 @@ def counting_rules(model, modules):
             Attention(p, "products", tuple(f"{p}.{x}_lif" for x in "qkv"), "kv_first")
             for p in _blocks(names, r"(stage3\.\d+\.attn)\.attn_lif$")
         ]
-        encoding = {"maxformer": "patch_embed1.embed1.embed_conv"}.get(
-            family, "patch_embed1.proj_conv"
+        imagenet = getattr(model, "backbone", model).flavour == "imagenet"
+        encoding = (
+            "patch_embed1.embed1.embed_conv"
+            if family == "maxformer" and imagenet
+            else "patch_embed1.proj_conv"
         )
         return CountingRules(
             family, encoding, attention=tuple(sites), notes=MAXFORMER_NOTES

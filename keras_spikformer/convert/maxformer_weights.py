@@ -20,6 +20,7 @@ FAMILY = "maxformer"
 DEFAULTS = {
     "imagenet": {"image_shape": [224, 224, 3], "num_timesteps": 4, "encoding": "direct"},
     "cifar": {"image_shape": [32, 32, 3], "num_timesteps": 4, "encoding": "direct", "num_heads": 8},
+    "dvs": {"image_shape": [128, 128, 2], "num_timesteps": 16, "encoding": "frames", "num_heads": 16},
 }  # fmt: skip
 
 _IGNORED = re.compile(r"\.num_batches_tracked$")
@@ -90,7 +91,7 @@ def add_stage(modules, backbone, s):
 
 def finish(modules, model, backbone):
     """Stages in the reference's state-dict order, then the head."""
-    for s in (1, 2, 3):
+    for s in range(1, len(backbone.stage_depths) + 1):
         add_stage(modules, backbone, s)
     if backbone is not model:
         modules["head_lif"] = model.head_lif
@@ -118,6 +119,8 @@ def add_cifar_stem(modules, stem):
 
 def flavour_of(state_dict):
     """`"cifar"` for the CIFAR stem (`Embed_Orig`: `proj_conv` then `embed1`)."""
+    if "patch_embed1.max_embed3.embed_conv.weight" in state_dict:
+        return "dvs"  # `Embed_Max_plus`
     cifar = {"patch_embed1.proj_conv.weight", "patch_embed1.embed1.embed_conv.weight"}
     return "cifar" if cifar <= set(state_dict) else "imagenet"
 
@@ -141,11 +144,17 @@ def reference_module_map(model):
     stem = backbone.get_layer("patch_embed1")
     if backbone.flavour == "cifar":
         add_cifar_stem(modules, stem)
+    elif backbone.flavour == "dvs":  # `Embed_Max_plus`
+        _unit(modules, "patch_embed1.", stem.conv0, "proj_conv", "proj_bn")
+        for i, unit in enumerate(stem.units, start=1):
+            prefix = f"patch_embed1.max_embed{i}."
+            _unit(modules, prefix, unit, "embed_conv", "embed_bn", "embed_lif")
+        _unit(modules, "patch_embed1.embed1.", stem.shortcut, "embed_conv", "embed_bn")
     else:
         for name, unit in zip(_STEM, (stem.conv0, stem.conv1, stem.conv2, stem.shortcut), strict=True):  # fmt: skip
             lif = "embed_lif" if unit.fire_input else None
             _unit(modules, f"patch_embed1.{name}.", unit, "embed_conv", "embed_bn", lif)
-    for s in (2, 3):
+    for s in range(2, len(backbone.stage_depths) + 1):
         down = backbone.get_layer(f"patch_embed{s}")
         for name, unit in zip(_DOWN, (down.conv0, down.conv1, down.shortcut), strict=True):  # fmt: skip
             lif = "embed_lif" if unit.fire_input else None
@@ -273,11 +282,12 @@ def infer_common(state_dict, family, given):
     """Backbone arguments from the names and shapes both families share."""
     head = np.shape(state_dict["head.weight"])
     hidden_dim = int(head[1])
-    inner = int(np.shape(state_dict["stage3.0.mlp.fc1_conv.weight"])[0])
     flavour = flavour_of(state_dict)
+    stages = range(1, (2 if flavour == "dvs" else 3) + 1)
+    inner = int(np.shape(state_dict[f"stage{stages[-1]}.0.mlp.fc1_conv.weight"])[0])
     found = {
         "hidden_dim": hidden_dim,
-        "stage_depths": [count_blocks(state_dict, s) for s in (1, 2, 3)],
+        "stage_depths": [count_blocks(state_dict, s) for s in stages],
         "mlp_ratio": inner / hidden_dim,
         "flavour": flavour,
     }

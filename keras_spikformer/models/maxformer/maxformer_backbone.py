@@ -18,9 +18,11 @@ from keras_spikformer.models.maxformer.maxformer_layers import (
 
 ENCODINGS = ("direct", "frames")
 # Stem 4x (CIFAR 1x), then two stage embeddings of 2x.
-DOWNSAMPLING = {"imagenet": 16, "cifar": 4}
+# (DVS: stem 8x, one stage embedding.)
+DOWNSAMPLING = {"imagenet": 16, "cifar": 4, "dvs": 16}
+NUM_STAGES = {"imagenet": 3, "cifar": 3, "dvs": 2}
 # What the reference hard-codes: heads (ImageNet: hidden_dim // 64).
-DEFAULT_HEADS = {"cifar": 8}
+DEFAULT_HEADS = {"cifar": 8, "dvs": 16}
 
 
 def validate_architecture(
@@ -30,6 +32,11 @@ def validate_architecture(
     """Raises a `ValueError` naming the problem and the fix for impossible configs."""
     if flavour not in FLAVOURS:
         raise ValueError(f"`flavour` must be one of {FLAVOURS}; got {flavour!r}.")
+    if flavour == "dvs" and heads_in_every_stage:
+        raise ValueError(
+            "MS-QKFormer has no 'dvs' flavour: the reference event model does not run "
+            "as committed (successors/maxformer.md, section 8). Use 'imagenet' or 'cifar'."
+        )
     if encoding not in ENCODINGS:
         raise ValueError(f"`encoding` must be one of {ENCODINGS}; got {encoding!r}.")
     image_shape = check_image_shape(image_shape)
@@ -40,19 +47,23 @@ def validate_architecture(
         depths = tuple(stage_depths)
     except TypeError:
         depths = ()
-    if len(depths) != 3:
+    n = NUM_STAGES[flavour]
+    if len(depths) != n:
         raise ValueError(
-            "`stage_depths` must list 3 positive block counts (one per stage), e.g. "
-            f"(1, 2, 7) as in the reference ImageNet models; got {stage_depths}."
+            f"`stage_depths` must list {n} positive block counts for flavour "
+            f"{flavour!r} (one per stage), e.g. {(1, 1) if n == 2 else (1, 2, 7)}; "
+            f"got {stage_depths}."
         )
     for i, depth in enumerate(depths):
         check_int(f"stage_depths[{i}]", depth)
-    if int(hidden_dim) % 8:
+    unit = 16 if flavour == "dvs" else 8
+    if int(hidden_dim) % unit:
         raise ValueError(
-            f"`hidden_dim` must be a multiple of 8 (the stem's first conv has "
-            f"hidden_dim/8 channels); got {hidden_dim}. Try {max(8, hidden_dim // 8 * 8)}."
+            f"`hidden_dim` must be a multiple of {unit} for flavour {flavour!r} (the "
+            f"stem's first conv has hidden_dim/{unit} channels); got {hidden_dim}. "
+            f"Try {max(unit, hidden_dim // unit * unit)}."
         )
-    widths = stage_widths(int(hidden_dim))
+    widths = stage_widths(int(hidden_dim), flavour)
     checked = widths if heads_in_every_stage else widths[-1:]
     if any(w % int(num_heads) for w in checked):
         raise ValueError(
@@ -71,9 +82,10 @@ def validate_architecture(
         )
 
 
-def stage_widths(hidden_dim):
-    """Channels of the three stages: `D/4, D/2, D`."""
-    return [hidden_dim // 4, hidden_dim // 2, hidden_dim]
+def stage_widths(hidden_dim, flavour="imagenet"):
+    """Channels of the stages: `D/4, D/2, D` (DVS: `D/2, D`)."""
+    n = NUM_STAGES[flavour]
+    return [hidden_dim // 2 ** (n - 1 - i) for i in range(n)]
 
 
 class _MembraneShortcutBackbone(Backbone):
@@ -116,7 +128,7 @@ class _MembraneShortcutBackbone(Backbone):
         image_shape = tuple(int(d) for d in image_shape)
         stage_depths = tuple(int(d) for d in stage_depths)
         num_timesteps = int(num_timesteps)
-        widths = stage_widths(int(hidden_dim))
+        widths = stage_widths(int(hidden_dim), flavour)
 
         # === Functional model ===
         if encoding == "direct":
@@ -163,7 +175,7 @@ class _MembraneShortcutBackbone(Backbone):
     @property
     def stage_widths(self):
         """Channels of each stage."""
-        return stage_widths(self.hidden_dim)
+        return stage_widths(self.hidden_dim, self.flavour)
 
     def get_config(self):
         config = super().get_config()
@@ -209,8 +221,9 @@ class MaxFormerBackbone(_MembraneShortcutBackbone):
         num_timesteps: int, time steps `T`. Defaults to `4`.
         flavour: `"imagenet"` (the stem down-samples 4x; mixers DWC 7x7, 5x5)
             or `"cifar"` (no stem down-sampling; stage 1 is MLP only, stage 2
-            mixes with DWC 3x3; the reference CIFAR file). Defaults to
-            `"imagenet"`.
+            mixes with DWC 3x3; the reference CIFAR file) or `"dvs"` (event
+            frames: an 8x max-pool stem, two stages `D/2, D`: DWC 3x3, then
+            SSA; Max-Former only). Defaults to `"imagenet"`.
         encoding: `"direct"` (images repeated over time) or `"frames"`
             (`[batch, T, H, W, C]`). Defaults to `"direct"`.
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
@@ -230,7 +243,11 @@ class MaxFormerBackbone(_MembraneShortcutBackbone):
     """
 
     variant = "maxformer"
-    mixers = {"imagenet": ("dwc7", "dwc5", "ssa"), "cifar": ("none", "dwc3", "ssa")}
+    mixers = {
+        "imagenet": ("dwc7", "dwc5", "ssa"),
+        "cifar": ("none", "dwc3", "ssa"),
+        "dvs": ("dwc3", "ssa"),
+    }
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")

@@ -13,7 +13,7 @@ from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_l
 )
 
 VARIANTS = ("maxformer", "ms_qkformer")
-FLAVOURS = ("imagenet", "cifar")
+FLAVOURS = ("imagenet", "cifar", "dvs")
 MIXERS = ("dwc7", "dwc5", "dwc3", "ssa", "qka", "none")
 
 
@@ -79,7 +79,10 @@ class MaxFormerPatchEmbedding(_Embedding):
     with a 3x3/2 max pool after U0's and U1's batch norms. `flavour="cifar"`
     (`Embed_Orig`, both families): stride 1, no pool, no U2, and a stride-1
     shortcut: `out = U1.synapse(s1) + U_shortcut(s1)` (the reference runs two
-    identical neurons on `a`; one gives the same spikes).
+    identical neurons on `a`; one gives the same spikes). `flavour="dvs"`
+    (`Embed_Max_plus`, Max-Former's event model, 8x): a conv (E/8), then three
+    `LIF -> conv -> BN -> pool` units (E/4, E/2, E) plus a 1x1 stride-4
+    shortcut on the second unit's input spikes.
 
     Args:
         hidden_dim: int, output channels `E` (even).
@@ -101,7 +104,22 @@ class MaxFormerPatchEmbedding(_Embedding):
         super().__init__(hidden_dim, **kwargs)
         self.num_timesteps = None if num_timesteps is None else int(num_timesteps)
 
+    def _build_dvs(self, input_shape):
+        """`Embed_Max_plus`: conv, three max-pooled units, a stride-4 shortcut."""
+        e, shape = self.hidden_dim, tuple(input_shape)
+        self.conv0, shape = self._unit("conv0", e // 8, shape, fire_input=False)
+        self.units, taps = [], []
+        for i, width in enumerate((e // 4, e // 2, e), start=1):
+            taps.append(shape)
+            unit, shape = self._unit(f"conv{i}", width, shape, pool=True)
+            self.units.append(unit)
+        self.shortcut, _ = self._unit(
+            "shortcut", e, taps[1], kernel_size=1, strides=4, fire_input=False
+        )
+
     def build(self, input_shape):
+        if self.flavour == "dvs":
+            return self._build_dvs(input_shape)
         e = self.hidden_dim
         cifar = self.flavour == "cifar"
         pooled = self.variant == "ms_qkformer" and not cifar
@@ -129,7 +147,18 @@ class MaxFormerPatchEmbedding(_Embedding):
                 f"{short[2:4]} and a main grid {out[2:4]}; use sizes divisible by 16."
             )
 
+    def _call_dvs(self, inputs, training):
+        a = self.conv0(inputs, training=training)
+        a = self.units[0](a, training=training)
+        s = self.units[1].fire(a)
+        a = self.units[2](
+            self.units[1].apply_synapse(s, training=training), training=training
+        )
+        return a + self.shortcut.apply_synapse(s, training=training)
+
     def call(self, inputs, training=None):
+        if self.flavour == "dvs":
+            return self._call_dvs(inputs, training)
         if len(inputs.shape) == 4:
             a = self.conv0(inputs, training=training, num_timesteps=self.num_timesteps)
         else:
@@ -143,7 +172,7 @@ class MaxFormerPatchEmbedding(_Embedding):
     def compute_output_shape(self, input_shape):
         b, h, w = input_shape[0], input_shape[-3], input_shape[-2]
         t = self.num_timesteps if len(input_shape) == 4 else input_shape[1]
-        f = 1 if self.flavour == "cifar" else 4
+        f = {"cifar": 1, "dvs": 8}.get(self.flavour, 4)
         return (b, t, -(-h // f), -(-w // f), self.hidden_dim)
 
     def get_config(self):
