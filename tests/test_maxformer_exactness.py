@@ -8,8 +8,11 @@ float32; the max pools see many tied windows, so the gradients check
 PyTorch's first-maximum routing.
 """
 
+import contextlib
 import json
+from unittest import mock
 
+import keras
 import numpy as np
 from conftest import images_of, load_fixture, state_dict_of
 from keras import ops
@@ -23,13 +26,38 @@ from keras_spikformer.testing import loss_and_gradients
 FIXTURE = "maxformer_small"
 
 
+@contextlib.contextmanager
+def zero_initialisers():
+    """Random initialisers return numpy zeros while the model is built.
+
+    Every variable is then overwritten by the fixture (`report.ok` checks
+    that none is missing); JAX would otherwise compile one random kernel per
+    weight shape, most of this file's time on that backend.
+    """
+
+    def zeros(self, shape, dtype=None):
+        return np.zeros(shape, dtype or "float32")
+
+    classes = (
+        keras.initializers.TruncatedNormal,
+        keras.initializers.VarianceScaling,
+        keras.initializers.RandomUniform,
+    )
+    with contextlib.ExitStack() as stack:
+        for cls in classes:
+            stack.enter_context(mock.patch.object(cls, "__call__", zeros))
+        yield
+
+
 def fixture_model():
     npz, config = load_fixture(FIXTURE)
     state_dict = state_dict_of(npz)
     backbone_config, num_classes, _ = maxformer_weights.infer_architecture(
         state_dict, num_timesteps=config["T"], image_shape=(64, 64, 3)
     )
-    model = MaxFormer(MaxFormerBackbone(**backbone_config), num_classes=num_classes)
+    with zero_initialisers():
+        backbone = MaxFormerBackbone(**backbone_config)
+        model = MaxFormer(backbone, num_classes=num_classes)
     report = load_reference_weights(model, state_dict)
     assert report.ok and not report.by_position
     return model, npz

@@ -5,11 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import images_of, load_fixture, state_dict_of
+from conftest import images_of
+from test_maxformer_exactness import fixture_model
 
 from keras_spikformer import presets
 from keras_spikformer.analysis.energy import energy_report
-from keras_spikformer.convert import load_reference_weights
 from keras_spikformer.models.maxformer import (
     MaxFormer,
     MaxFormerBackbone,
@@ -139,6 +139,7 @@ def test_cifar_and_dvs_names_round_trip_through_the_converter(
     assert config["stage_depths"] == list(depths) and num_classes == 10
 
 
+@pytest.mark.backend_independent  # a type check
 def test_classifier_refuses_the_other_familys_backbone():
     backbone = MSQKFormerBackbone(**{**TINY, "stage_depths": (1, 1, 1)})
     with pytest.raises(TypeError, match="must be a MaxFormerBackbone"):
@@ -146,11 +147,7 @@ def test_classifier_refuses_the_other_familys_backbone():
 
 
 def test_energy_counts_spikes_after_the_encoding_conv_at_the_reference_rates():
-    npz, _ = load_fixture("maxformer_small")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = MaxFormer.from_preset("maxformer_tiny_imagenet")
-    assert load_reference_weights(model, state_dict_of(npz)).ok
+    model, npz = fixture_model()  # the tiny preset's architecture, fixture weights
     rows = {row["name"]: row for row in energy_report(model, images_of(npz)).layers}
     assert rows["patch_embed1.embed1.embed_conv"]["input"] == "real"
     rate = float(npz["lif/patch_embed2.max_embed1.embed_lif"].mean())
