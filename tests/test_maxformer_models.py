@@ -189,3 +189,14 @@ def test_cli_trains_the_tiny_maxformer(tmp_path, capsys, monkeypatch):
     assert metrics["epochs"] == 1 and np.isfinite(metrics["test_loss"])
     trained = MaxFormer.from_preset(str(out / "preset"))
     assert trained.num_classes == 10
+
+
+def test_firing_rates_carry_reference_names_and_the_reference_rates():
+    from keras_spikformer.analysis.firing_rates import firing_rates
+
+    model, npz = fixture_model()
+    rates = firing_rates(model, images_of(npz))
+    for key in (k for k in npz.files if k.startswith("lif/")):
+        np.testing.assert_allclose(
+            rates[key[4:]], npz[key].mean(), rtol=1e-6, err_msg=key
+        )
