@@ -55,6 +55,14 @@ reads the depthwise 7x7 output, a real value: MACs at every step (not folded).
 Attention LIF(0.125 Q (K^T V)) products in the reference's order; the 0.125
 scale folds into the threshold. The head(s) read head LIF spikes per step."""
 
+MAXFORMER_NOTES = """\
+Max-Former / MS-QKFormer (Fang et al., NeurIPS 2025): membrane shortcuts, as
+SDT V1: every branch starts with a LIF, so every conv / linear after the
+encoding conv (depth-wise mixers, embedding shortcuts, q/k/v, proj, MLP) sees
+binary spikes; max pools and the real-valued stream are not counted. Stage-3
+SSA products in the reference's order q (k^T v); MS-QKFormer's Q-K token
+attention sums each head's Q channels (row `q_sum`). The head runs at each
+step on head_lif spikes (SOPs)."""
 
 # QKFormer layers fed the residual stream: q/k(/v) and the first MLP layer of
 # every block, and the two convs of a stage's patch embedding that read it.
@@ -159,6 +167,23 @@ def counting_rules(model, modules):
             family, "patch_embed1.proj_conv", once=("head",), attention=tuple(sites),
             counts=QKFORMER_STREAM, notes=QKFORMER_NOTES,
         )  # fmt: skip
+    if family in ("maxformer", "ms_qkformer"):
+        sites = [
+            Attention(p, "sum", (f"{p}.q_lif", f"{p}.attn_lif"))
+            for p in _blocks(names, r"(stage[12]\.\d+\.attn)\.attn_lif$")
+        ] + [
+            Attention(p, "products", tuple(f"{p}.{x}_lif" for x in "qkv"), "kv_first")
+            for p in _blocks(names, r"(stage3\.\d+\.attn)\.attn_lif$")
+        ]
+        imagenet = getattr(model, "backbone", model).flavour == "imagenet"
+        encoding = (
+            "patch_embed1.embed1.embed_conv"
+            if family == "maxformer" and imagenet
+            else "patch_embed1.proj_conv"
+        )
+        return CountingRules(
+            family, encoding, attention=tuple(sites), notes=MAXFORMER_NOTES
+        )
     if family == "meta_spikeformer":
         sites = [
             Attention(p, "products", tuple(f"{p}.{x}_lif" for x in "qkv"), "kv_first")

@@ -40,6 +40,11 @@ def add_parser(subparsers, name):
         "family options (the checkpoint's family is recognised from its tensor names)"
     )
     family.add_argument(
+        "--family",
+        help="read the checkpoint as this family (e.g. ms_qkformer) when its tensor "
+        "names say another one with the same tensors (a QKFormer ImageNet file)",
+    )
+    family.add_argument(
         "--pooling", help="Spike-driven Transformer: 4 flags of 0/1, e.g. 0011 (CIFAR)"
     )
     family.add_argument(
@@ -87,6 +92,7 @@ def run(args):
         flavour=args.flavour,
         distillation_head=args.distillation_head,
         spike_levels=args.spike_levels,
+        family=args.family,
     )
     print(report.describe())
     return 0

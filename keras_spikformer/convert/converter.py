@@ -7,7 +7,7 @@ from pathlib import Path
 
 from keras_spikformer import preset_builder, presets
 from keras_spikformer.convert.checkpoint_files import read_checkpoint
-from keras_spikformer.convert.families import family_of_state_dict
+from keras_spikformer.convert.families import family_by_name, family_of_state_dict
 from keras_spikformer.convert.reference_weights import load_reference_weights
 from keras_spikformer.convert.spikformer_architecture import ArchitectureError
 from keras_spikformer.convert.tensor_values import check_tensor_values
@@ -39,6 +39,10 @@ class ConversionReport:
     ignored: list
     extras: list
     output: str
+    # Set when the checkpoint was read as a named family (`family=`) and when
+    # old tensor names were matched by position: `(checkpoint name, model name)`.
+    family: str | None = None
+    by_position: list = dataclasses.field(default_factory=list)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -60,6 +64,12 @@ class ConversionReport:
                 f"mapped {self.loaded} tensors; ignored {len(self.ignored)} "
                 f"(unused LayerNorms, BN counters): {self.ignored}",
                 f"ignored top-level entries: {self.extras}",
+            ]
+            + [
+                f"matched by position ({len(self.by_position)}, old names): "
+                + ", ".join(f"{a} -> {b}" for a, b in self.by_position)
+            ] * bool(self.by_position)
+            + [
                 f"wrote preset {self.output}",
             ]
         )  # fmt: skip
@@ -111,6 +121,7 @@ def convert_checkpoint(
     use_ema=False,
     overwrite=False,
     progress=True,
+    family=None,
     **architecture,
 ):
     """Converts a reference checkpoint of any supported family into a preset directory.
@@ -130,6 +141,9 @@ def convert_checkpoint(
         use_ema: take the EMA weights (`state_dict_ema`).
         overwrite: replace an existing `output`.
         progress: show a progress bar for large files.
+        family: a family name (e.g. `"ms_qkformer"`) to read the checkpoint
+            as, when its names say another family whose tensors it shares
+            (a QKFormer ImageNet file as MS-QKFormer); `None` recognises it.
         **architecture: backbone arguments of the checkpoint's family that the
             shapes cannot tell or that override the preset (Spikformer:
             `num_heads`, `num_timesteps`, `image_shape`, `patch_size`,
@@ -153,11 +167,22 @@ def convert_checkpoint(
     image_size = architecture.pop("image_size", None)
     given = {k: v for k, v in architecture.items() if v is not None}
     contents = read_checkpoint(checkpoint, use_ema=use_ema, progress=progress)
+    state_dict = contents.state_dict
     try:
-        family, task_cls = family_of_state_dict(contents.state_dict)
+        named = None if family is None else family_by_name(family)
+        family, task_cls = family_of_state_dict(state_dict)
+        if named is not None and named[0] is not family:
+            # The user says what the names do not: translate them (or refuse).
+            if not hasattr(named[0], "from_family"):
+                raise ValueError(
+                    f"it is a {family.FAMILY} checkpoint and cannot be read as "
+                    f"{named[0].FAMILY}; drop --family or pass --family {family.FAMILY}."
+                )
+            state_dict = named[0].from_family(family.FAMILY, state_dict)
+            family, task_cls = named
     except ValueError as error:
         raise ArchitectureError(f"{checkpoint}: {error}") from None
-    check_tensor_values(contents.state_dict, family.is_ignored, checkpoint)
+    check_tensor_values(state_dict, family.is_ignored, checkpoint)
     metadata = {}
     if preset is not None:
         directory = presets.resolve(preset)
@@ -166,7 +191,9 @@ def convert_checkpoint(
             raise ArchitectureError(
                 f"{checkpoint} is a {family.FAMILY} checkpoint but preset {str(preset)!r} "
                 f"is a {preset_cls.__name__}; pick a preset of {task_cls.__name__} "
-                f"(see {task_cls.__name__}.presets) or omit --preset to infer it."
+                f"(see {task_cls.__name__}.presets) or omit --preset to infer it; "
+                "if the file really holds that family's weights under these names, "
+                "say so with --family NAME (e.g. --family ms_qkformer)."
             )
         config = {**presets.read_config(directory), **given}
         provenance = {k: "given" if k in given else f"preset {preset}" for k in config}
@@ -176,7 +203,7 @@ def convert_checkpoint(
     else:
         try:
             backbone_config, num_classes, provenance = family.infer_architecture(
-                contents.state_dict, **given
+                state_dict, **given
             )
         except ArchitectureError:
             raise
@@ -197,7 +224,10 @@ def convert_checkpoint(
         raise ArchitectureError(
             f"The architecture for {checkpoint} is invalid: {error}"
         ) from None
-    load = load_reference_weights(model, contents.state_dict, strict=False)
+    try:
+        load = load_reference_weights(model, state_dict, strict=False)
+    except ValueError as error:  # e.g. old names that do not match by position
+        raise ArchitectureError(f"{checkpoint}: {error} Nothing was written.") from None
     if not load.ok:
         target = f"preset {str(preset)!r}" if preset else "the inferred architecture"
         raise ArchitectureError(
@@ -220,6 +250,8 @@ def convert_checkpoint(
         ignored=load.ignored,
         extras=list(contents.extras),
         output=str(output),
+        family=None if named is None else family.FAMILY,
+        by_position=[list(pair) for pair in load.by_position],
     )
     model.preset_metadata = {
         **metadata,

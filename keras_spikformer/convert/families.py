@@ -24,6 +24,14 @@ FAMILIES = {
         "keras_spikformer.convert.qkformer_weights",
         "keras_spikformer.models.qkformer:QKFormer",
     ),
+    "MaxFormerBackbone": (
+        "keras_spikformer.convert.maxformer_weights",
+        "keras_spikformer.models.maxformer:MaxFormer",
+    ),
+    "MSQKFormerBackbone": (
+        "keras_spikformer.convert.ms_qkformer_weights",
+        "keras_spikformer.models.maxformer:MSQKFormer",
+    ),
     "MetaSpikeFormerBackbone": (
         "keras_spikformer.convert.meta_spikeformer_weights",
         "keras_spikformer.models.meta_spikeformer:MetaSpikeFormer",
@@ -79,3 +87,16 @@ def family_of_state_dict(state_dict):
         f"No supported family recognises this checkpoint (its first tensors: {sample}). "
         f"Supported reference families: {families}."
     )
+
+
+def family_by_name(name):
+    """`(module, classifier class)` of the family called `name` (its `FAMILY`).
+
+    Raises:
+        ValueError: an unknown name (the known ones listed).
+    """
+    for module, task_cls in all_families():
+        if module.FAMILY == name:
+            return module, task_cls
+    names = ", ".join(m.FAMILY for m, _ in all_families())
+    raise ValueError(f"Unknown family {name!r} (--family); known families: {names}.")

@@ -72,6 +72,8 @@ class LoadReport:
     unexpected: list
     mismatched: list
     ignored: list
+    # `(checkpoint name, model name)` pairs matched by position (old names).
+    by_position: list = dataclasses.field(default_factory=list)
 
     @property
     def ok(self):
@@ -89,6 +91,9 @@ class LoadReport:
             f"{len(self.unexpected)}, wrong shape {len(self.mismatched)}, ignored "
             f"{len(self.ignored)}"
         ]
+        if self.by_position:
+            pairs = [f"{old} -> {new}" for old, new in self.by_position]
+            lines.append(f"  matched by position ({len(pairs)}): {some(pairs)}")
         if self.missing:
             lines.append(f"  missing from the checkpoint: {some(self.missing)}")
         if self.unexpected:
@@ -155,6 +160,9 @@ def load_reference_weights(model, state_dict, strict=True):
             f"This is {what}, but the model is a {family.FAMILY} model: build the "
             "model of the checkpoint's family (keras-spikformer convert recognises it)."
         )
+    by_position = []
+    if hasattr(family, "prepare_state_dict"):  # e.g. old names matched by position
+        state_dict, by_position = family.prepare_state_dict(model, state_dict)
     if hasattr(family, "check_state_dict"):
         family.check_state_dict(model, state_dict, strict)
     check_tensor_values(state_dict, family.is_ignored)
@@ -162,7 +170,7 @@ def load_reference_weights(model, state_dict, strict=True):
     targets = family.reference_variable_map(model)
     layout = getattr(family, "to_keras_layout", to_keras_layout)
     canonical = getattr(family, "canonical_name", lambda name: name)
-    assignments, report = [], LoadReport([], [], [], [], [])
+    assignments, report = [], LoadReport([], [], [], [], [], by_position)
     seen = set()
     for name, value in state_dict.items():
         if family.is_ignored(name):

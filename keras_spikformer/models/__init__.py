@@ -12,6 +12,14 @@ from keras_spikformer.models.image_classifier import ImageClassifier
 from keras_spikformer.models.image_classifier_preprocessor import (
     ImageClassifierPreprocessor,
 )
+from keras_spikformer.models.maxformer import (
+    MaxFormer,
+    MaxFormerBackbone,
+    MaxFormerImageClassifierPreprocessor,
+    MSQKFormer,
+    MSQKFormerBackbone,
+    MSQKFormerImageClassifierPreprocessor,
+)
 from keras_spikformer.models.meta_spikeformer import (
     MetaSpikeFormer,
     MetaSpikeFormerBackbone,
@@ -42,9 +50,15 @@ __all__ = [
     "ESpikeFormerLargeBackbone",
     "ImageClassifier",
     "ImageClassifierPreprocessor",
+    "MaxFormer",
+    "MaxFormerBackbone",
+    "MaxFormerImageClassifierPreprocessor",
     "MetaSpikeFormer",
     "MetaSpikeFormerBackbone",
     "MetaSpikeFormerImageClassifierPreprocessor",
+    "MSQKFormer",
+    "MSQKFormerBackbone",
+    "MSQKFormerImageClassifierPreprocessor",
     "QKFormer",
     "QKFormerBackbone",
     "QKFormerImageClassifierPreprocessor",
