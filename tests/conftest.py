@@ -1,4 +1,6 @@
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import keras
@@ -12,6 +14,17 @@ FIXTURE_PRESETS = {
     "cifar10_small": "spikformer_tiny_cifar",
     "imagenet_small": "spikformer_tiny_imagenet",
 }
+
+
+def pytest_configure(config):
+    # Tests never reach the internet: a preset whose weights are published
+    # (`weights_source`) would otherwise be fetched on first use. The download
+    # tests unset this and serve the files from 127.0.0.1; the cache is a fresh
+    # folder, never the user's ~/.cache.
+    os.environ.setdefault("KERAS_SPIKFORMER_OFFLINE", "1")
+    os.environ.setdefault(
+        "KERAS_SPIKFORMER_CACHE", tempfile.mkdtemp(prefix="keras_spikformer_cache-")
+    )
 
 
 def pytest_report_header(config):
