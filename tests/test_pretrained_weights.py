@@ -8,6 +8,7 @@ the internet, and every test's cache is its own `tmp_path`.
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 import threading
@@ -306,8 +307,9 @@ def test_zoo_weights_sources_are_recorded_truthfully():
         if source is not None:
             drive[name] = source
             assert source.file_name and source.licence
-            file_id = source.url.split("/file/d/")[1].split("/")[0]
-            assert file_id in meta["weights_note"], "the id the README linked"
+            if "drive.google.com" in source.url:  # the id the authors linked
+                file_id = re.split(r"/file/d/|[?&]id=", source.url)[1].split("/")[0]
+                assert file_id in meta["weights_note"] + source.note, name
     sdt = {f"sdt_{v}_imagenet" for v in ("8_384", "6_512", "8_512", "10_512", "8_768")}
     assert sdt <= set(drive)
     meta_55m = presets.read_json(
