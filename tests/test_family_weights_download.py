@@ -31,6 +31,12 @@ CASES = [
         "e_spikeformer_tiny_imagenet",
         "sdt_v3_base_small.pth",
     ),
+    # converter_options: the Large checkpoints hold head_kd (distillation_head)
+    (
+        "e_spikeformer_83m_1x4_imagenet",
+        "e_spikeformer_large_tiny_imagenet",
+        "sdt_v3_large_small.pth",
+    ),
 ]
 
 
@@ -77,7 +83,8 @@ def test_from_preset_fetches_a_family_checkpoint_through_the_mirror(
         assert server.gets(f"mirror/{published}/{source['file_name']}") == 1
     assert "conversion" in model.preset_metadata
     by_hand = tmp_path / "by_hand"
-    convert_checkpoint(DATA / fixture, by_hand, preset=tiny, progress=False)
+    options = source.get("converter_options") or {}
+    convert_checkpoint(DATA / fixture, by_hand, preset=tiny, progress=False, **options)
     expected = ks.ImageClassifier.from_preset(str(by_hand))
     for a, b in zip(model.get_weights(), expected.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
