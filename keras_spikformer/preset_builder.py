@@ -13,6 +13,7 @@ import keras
 
 from keras_spikformer import weight_transfer
 from keras_spikformer.config_checks import check_architecture, check_task_files
+from keras_spikformer.fetch import weights_directory
 from keras_spikformer.io_utils import atomic_directory, write_json
 from keras_spikformer.presets import (
     CONFIG_FILE,
@@ -90,11 +91,12 @@ def load_backbone(cls, preset, load_weights, overrides):
     _split_overrides(found, None, overrides)
     config = backbone_config(directory)
     check_architecture({**config, **overrides}, Path(directory) / CONFIG_FILE)
-    stored = _read_metadata(directory)
+    weights_dir = weights_directory(directory, load_weights)
+    stored = _read_metadata(weights_dir)
     model = found(**{**config, **overrides})
     changed = sorted(k for k, v in overrides.items() if config.get(k) != v)
     _attach_metadata(model, directory, preset, changed, False, stored)
-    if _load_weights(model, directory, preset, load_weights, found, config, changed):
+    if _load_weights(model, weights_dir, preset, load_weights, found, config, changed):
         _attach_metadata(model, directory, preset, changed, True, stored)
     return model
 
@@ -114,7 +116,8 @@ def load_task(cls, preset, load_weights, overrides):
     check_architecture(
         {**backbone_args, **task_args, **overrides}, Path(directory) / CONFIG_FILE
     )
-    stored = _read_metadata(directory)
+    weights_dir = weights_directory(directory, load_weights)
+    stored = _read_metadata(weights_dir)
     backbone = backbone_cls(**{**backbone_args, **to_backbone})
     if "preprocessor" not in to_task:
         to_task["preprocessor"] = _load_preprocessor(cls, directory, backbone)
@@ -129,7 +132,7 @@ def load_task(cls, preset, load_weights, overrides):
         return cls(backbone=backbone_cls(**backbone_args), **task_args)
 
     if _load_weights(
-        model, directory, preset, load_weights, build_source, None, changed
+        model, weights_dir, preset, load_weights, build_source, None, changed
     ):
         _attach_metadata(model, directory, preset, changed, True, stored)
     return model
@@ -196,7 +199,8 @@ def _load_preprocessor(task_cls, directory, backbone):
 def _load_weights(
     model, directory, preset, load_weights, build_source, config, changed
 ):
-    """Loads the preset's weights into `model`; returns whether it did."""
+    """Loads the weights of `directory` (the preset, or its converted copy in the
+    fetch cache) into `model`; returns whether it did."""
     weights = Path(directory) / WEIGHTS_FILE
     if load_weights is False:
         return False

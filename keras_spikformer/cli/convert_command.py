@@ -13,7 +13,9 @@ def add_parser(subparsers, name):
             "directory that Spikformer.from_preset(DIR) loads."
         ),
     )
-    parser.add_argument("checkpoint", help="the checkpoint file")
+    parser.add_argument(
+        "checkpoint", help="the checkpoint file, or an http(s):// URL to download"
+    )
     parser.add_argument(
         "--output", "-o", required=True, help="preset directory to write"
     )
@@ -58,8 +60,13 @@ def add_parser(subparsers, name):
 def run(args):
     from keras_spikformer.convert import convert_checkpoint
 
+    checkpoint = args.checkpoint
+    if checkpoint.startswith(("http://", "https://")):
+        from keras_spikformer.fetch import fetch_url
+
+        checkpoint = fetch_url(checkpoint, progress=not args.no_progress)
     report = convert_checkpoint(
-        args.checkpoint,
+        checkpoint,
         args.output,
         preset=args.preset,
         use_ema=args.ema,

@@ -12,12 +12,18 @@ import signal
 import sys
 from pathlib import Path
 
-from keras_spikformer.cli import analyze_command, convert_command, train_command
+from keras_spikformer.cli import (
+    analyze_command,
+    convert_command,
+    download_command,
+    train_command,
+)
 from keras_spikformer.version import __version__
 
 # name -> (add the subparser, run it)
 COMMANDS = {
     "convert": (convert_command.add_parser, convert_command.run),
+    "download": (download_command.add_parser, download_command.run),
     "train": (train_command.add_train_parser, train_command.run_train),
     "evaluate": (train_command.add_evaluate_parser, train_command.run_evaluate),
     "analyze": (analyze_command.add_parser, analyze_command.run),
