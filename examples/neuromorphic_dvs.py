@@ -1,9 +1,9 @@
 """
-Title: Spikformer on neuromorphic data: CIFAR10-DVS
+Title: Spikformer on neuromorphic data: CIFAR10-DVS and DVS128 Gesture
 Author: keras-spikformer developers
 Date created: 2026/11/28
-Last modified: 2026/11/28
-Description: Turn event-camera recordings into frames and train Spikformer-2-256 on CIFAR10-DVS with the paper's recipe.
+Last modified: 2026/12/07
+Description: Download event-camera recordings, turn them into frames and train Spikformer-2-256 with the paper's recipe.
 Accelerator: GPU (the full 106-epoch recipe); `--smoke` runs in under a minute on a CPU
 """
 
@@ -29,8 +29,11 @@ geometric event-frame augmentation, and MixUp on half of the batches until
 epoch 75. Small data sets overfit quickly; the augmentation is what keeps a
 transformer honest on 9,000 training recordings.
 
-Run `python examples/neuromorphic_dvs.py --data-dir ROOT`, or `--smoke` to
-train a tiny model on a synthetic CIFAR10-DVS written in the real file format.
+Run `python examples/neuromorphic_dvs.py` (CIFAR10-DVS is downloaded on first
+use), `--dataset dvsgesture` for DVS128 Gesture (11 gestures, with
+`spikformer_2_256_dvsgesture`), `--data-dir ROOT` for recordings you already
+have, or `--smoke` to train a tiny model on a synthetic CIFAR10-DVS written in
+the real file format.
 """
 
 import argparse
@@ -44,6 +47,8 @@ import tensorflow as tf
 
 from keras_spikformer import Spikformer
 from keras_spikformer.data.augment import make_event_train_augment
+from keras_spikformer.data.cifar10dvs_split import file_order
+from keras_spikformer.data.dvs_downloads import dvs_dataset_root
 from keras_spikformer.data.event_datasets import event_frames_dataset
 from keras_spikformer.data.event_frames import integrate_events_to_frames
 from keras_spikformer.data.events import read_events
@@ -52,18 +57,35 @@ from keras_spikformer.training.callbacks import MixupOffCallback
 from keras_spikformer.training.recipe import Recipe
 
 """
+## Download
+
+`dvs_dataset_root` returns the folder of the recordings. The first time it
+downloads the authors' archives (CIFAR10-DVS: ten class zips from figshare,
+about 7 GB in all; DVS128 Gesture: `DvsGesture.tar.gz`), checks each against
+its published MD5, and extracts them, refusing any entry that would land
+outside the folder, any link, and archives larger than the published ones.
+They go to `~/.cache/keras_spikformer/datasets/<name>` (or
+`$KERAS_SPIKFORMER_CACHE`, or `--data-dir`); later runs read them offline.
+IBM publishes DVS128 Gesture on a Box page without a direct link: download
+`DvsGesture.tar.gz` there once, put it where the error message says (the
+`downloads/` folder), and run again; it is checked and extracted the same
+way. `KERAS_SPIKFORMER_OFFLINE=1` turns every download into an error, and
+`KERAS_SPIKFORMER_MIRROR=URL` fetches `URL/<name>/<file>` instead (a local
+mirror).
+
 ## One recording, by hand
 
-Download CIFAR10-DVS and extract each class archive so that the files lie as
-`ROOT/<class>/*.aedat` (AEDAT 2.0). `read_events` decodes one into arrays of
-timestamps, coordinates and polarities; `integrate_events_to_frames` counts
-them into frames. Every frame holds the same number of events (the last one
-takes the remainder).
+CIFAR10-DVS lies as `ROOT/<class>/*.aedat` (AEDAT 2.0), DVS128 Gesture as
+`ROOT/DvsGesture/userXX_<lighting>.aedat` (AEDAT 3.1, one recording holds
+all 11 gestures; its CSV gives their time windows). `read_events` decodes one
+file into arrays of timestamps, coordinates and polarities;
+`integrate_events_to_frames` counts them into frames. Every frame holds the
+same number of events (the last one takes the remainder).
 """
 
 
 def show_one_recording(root, num_frames):
-    path = sorted(glob.glob(os.path.join(root, "*", "*.aedat")))[0]
+    path = sorted(glob.glob(os.path.join(root, "**", "*.aedat"), recursive=True))[0]
     events = read_events(path)
     frames = integrate_events_to_frames(
         events, num_frames, split_by="number", sensor_size=(128, 128)
@@ -79,18 +101,21 @@ def show_one_recording(root, num_frames):
 
 `event_frames_dataset` does the same for every file, once: frames are cached
 as `.npz` files (keyed on the file and the settings), so later epochs and runs
-only read them. There is no official split; as in the paper, the first 90% of
-each class's files (sorted by name) train and the rest test. Frames are
+only read them. DVS128 Gesture comes with its split (23 users train, 6
+test). CIFAR10-DVS has none: the package ships a fixed split (per class, a
+seeded order of the 1000 published files, the first 90% train, the rest
+test), the same on every machine; `--split-seed N` draws another. Frames are
 block-summed when the model is smaller than the sensor (64x64 for the tiny
 preset). The event augmentation works on batches and returns one-hot labels,
 so the test labels are one-hot too.
 """
 
 
-def make_pipelines(root, cache_dir, model, recipe, batch_size):
+def make_pipelines(root, dataset, cache_dir, model, recipe, batch_size, split_seed):
     num_frames = model.backbone.num_timesteps
     options = dict(
-        dataset="cifar10dvs",
+        dataset=dataset,
+        file_order=file_order(split_seed) if dataset == "cifar10dvs" else None,
         num_frames=num_frames,
         split_by=(recipe.frames or {}).get("split_by", "number"),
         cache_dir=cache_dir,
@@ -141,11 +166,17 @@ def shorten(recipe, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    parser.add_argument("--data-dir", default=None, help="CIFAR10-DVS root")
+    parser.add_argument(
+        "--dataset", choices=["cifar10dvs", "dvsgesture"], default="cifar10dvs"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="recordings; default: download to the cache"
+    )
+    parser.add_argument("--split-seed", type=int, default=None, help="CIFAR10-DVS")
     parser.add_argument("--cache-dir", default=None, help="default: ~/.keras")
     parser.add_argument("--epochs", type=int, default=None, help="default: recipe")
     parser.add_argument("--batch-size", type=int, default=None, help="default: recipe")
-    parser.add_argument("--preset", default="spikformer_2_256_cifar10dvs")
+    parser.add_argument("--preset", default=None, help="default: per dataset")
     parser.add_argument("--dtype", default=None, help="e.g. mixed_bfloat16")
     parser.add_argument("--output", default=None, help="where to write the results")
     parser.add_argument("--smoke", action="store_true", help="tiny, fast run")
@@ -154,21 +185,22 @@ def main(argv=None):
     os.makedirs(output, exist_ok=True)
     if args.smoke:
         args.preset, args.epochs, args.batch_size = "spikformer_tiny_dvs", 1, 8
+        args.dataset = "cifar10dvs"
         args.data_dir = write_synthetic_cifar10dvs(
             os.path.join(output, "cifar10dvs"), num_per_class=10, num_events=64
         )
         args.cache_dir = args.cache_dir or os.path.join(output, "frames")
-    elif not args.data_dir:
-        parser.error("--data-dir is required (or try --smoke)")
+    args.preset = args.preset or f"spikformer_2_256_{args.dataset}"
+    root = dvs_dataset_root(args.dataset, args.data_dir)  # downloads if missing
     keras.utils.set_random_seed(0)
 
     recipe, mixup_off = shorten(Recipe.from_preset(args.preset), args.epochs)
     batch_size = args.batch_size or recipe.global_batch_size
     overrides = {"dtype": args.dtype} if args.dtype else {}
     model = Spikformer.from_preset(args.preset, load_weights=False, **overrides)
-    show_one_recording(args.data_dir, model.backbone.num_timesteps)
+    show_one_recording(root, model.backbone.num_timesteps)
     augment, train, test, steps = make_pipelines(
-        args.data_dir, args.cache_dir, model, recipe, batch_size
+        root, args.dataset, args.cache_dir, model, recipe, batch_size, args.split_seed
     )
 
     model.compile(
@@ -196,7 +228,7 @@ def main(argv=None):
         "epochs": recipe.total_epochs(),
     }
 
-    model.preset_metadata = {"description": f"{args.preset} trained on CIFAR10-DVS"}
+    model.preset_metadata = {"description": f"{args.preset} trained on {args.dataset}"}
     preset_dir = os.path.join(output, "preset")
     model.save_to_preset(preset_dir, overwrite=True)
     with open(os.path.join(output, "metrics.json"), "w") as f:

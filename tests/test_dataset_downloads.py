@@ -49,7 +49,9 @@ class KsTinyCifarDownload(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         folder = dl_manager.download_and_extract(self.URL)
-        return {s: self._generate_examples(folder / f"{s}.npz") for s in ("train", "test")}
+        return {
+            s: self._generate_examples(folder / f"{s}.npz") for s in ("train", "test")
+        }
 
     def _generate_examples(self, path):
         with np.load(path, allow_pickle=False) as z:
@@ -80,7 +82,11 @@ def dirs(tmp_path, monkeypatch):
     """Cache and TFDS data dirs in tmp_path; online, no mirror."""
     monkeypatch.setenv("KERAS_SPIKFORMER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    for name in ("KERAS_SPIKFORMER_OFFLINE", "HF_HUB_OFFLINE", "KERAS_SPIKFORMER_MIRROR"):
+    for name in (
+        "KERAS_SPIKFORMER_OFFLINE",
+        "HF_HUB_OFFLINE",
+        "KERAS_SPIKFORMER_MIRROR",
+    ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -201,7 +207,7 @@ def _zip_with(name, data=b"x", symlink=False):
     with zipfile.ZipFile(out, "w") as z:
         info = zipfile.ZipInfo(name)
         if symlink:
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
         z.writestr(info, data)
     return out.getvalue()
 
@@ -240,7 +246,9 @@ def test_the_shipped_cifar10dvs_split_is_the_seeded_one_and_split_seed_changes_i
     tmp_path,
 ):
     cifar10dvs_split.write_split_file(tmp_path / "again.json")
-    assert (tmp_path / "again.json").read_text() == cifar10dvs_split.SPLIT_FILE.read_text()
+    assert (
+        tmp_path / "again.json"
+    ).read_text() == cifar10dvs_split.SPLIT_FILE.read_text()
     orders = json.loads(cifar10dvs_split.SPLIT_FILE.read_text())["orders"]
     names = cifar10dvs_split.published_names("cat")
     shipped = cifar10dvs_split.file_order()("cat", names)

@@ -70,7 +70,9 @@ def file_order(split_seed=None):
     ['cifar10_cat_1.aedat', 'cifar10_cat_0.aedat']
     """
     if split_seed is not None:
-        return lambda class_name, names: seeded_order(class_name, names, int(split_seed))
+        return lambda class_name, names: seeded_order(
+            class_name, names, int(split_seed)
+        )
 
     def shipped(class_name, names):
         present = set(names)

@@ -57,9 +57,7 @@ def load_dataset(
             f"{name!r} has its own split. Leave --split-seed out."
         )
     if name in EVENT_DATASETS:
-        return _event_data(
-            name, data_dir, height, num_timesteps, cache_dir, split_seed
-        )
+        return _event_data(name, data_dir, height, num_timesteps, cache_dir, split_seed)
     if data_dir is None and name == "folder":
         raise ValueError(
             "--dataset folder needs --data-dir: the folder holding train/<class>/ "

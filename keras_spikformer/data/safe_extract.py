@@ -52,8 +52,11 @@ def _members(archive):
                 elif info.is_dir():
                     yield info.filename, "dir", 0, None
                 else:
-                    yield info.filename, "file", info.file_size, (
-                        lambda info=info: z.open(info)
+                    yield (
+                        info.filename,
+                        "file",
+                        info.file_size,
+                        (lambda info=info: z.open(info)),
                     )
         return
     try:
@@ -68,8 +71,11 @@ def _members(archive):
             if member.isdir():
                 yield member.name, "dir", 0, None
             elif member.isreg():
-                yield member.name, "file", member.size, (
-                    lambda member=member: tar.extractfile(member)
+                yield (
+                    member.name,
+                    "file",
+                    member.size,
+                    (lambda member=member: tar.extractfile(member)),
                 )
             else:
                 yield member.name, "link", 0, None

@@ -106,6 +106,12 @@ def prepared_builder(name, data_dir=None):
     )
     try:
         builder.download_and_prepare(download_config=config)
+    except ModuleNotFoundError as error:  # e.g. etils[epath]'s importlib_resources
+        raise FileNotFoundError(
+            f"TFDS cannot prepare {name}: the module {error.name!r} is missing "
+            f"(a dependency of tensorflow-datasets). `pip install {error.name}` "
+            "and run again."
+        ) from error
     except (OSError, AssertionError, tfds.core.download.DownloadError) as error:
         raise FileNotFoundError(
             f"TFDS could not download and prepare {name} in {data_dir}: {error}. "

@@ -197,7 +197,11 @@ def train(
     }
     check_same_run(output, resume, run)
     data = load_dataset(
-        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir,
+        dataset,
+        data_dir,
+        config["image_shape"],
+        config["num_timesteps"],
+        cache_dir,
         split_seed=split_seed,
     )
     _check_classes(data, config, num_classes, dataset)
@@ -327,7 +331,11 @@ def evaluate(
     batch_size = batch_size or recipe.global_batch_size
     config = presets.read_config(presets.resolve(preset))
     data = load_dataset(
-        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir,
+        dataset,
+        data_dir,
+        config["image_shape"],
+        config["num_timesteps"],
+        cache_dir,
         split_seed=split_seed,
     )
     _check_classes(data, config, None, dataset)
