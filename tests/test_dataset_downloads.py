@@ -20,6 +20,7 @@ from http_fixtures import FileServer
 from keras_spikformer.data import cifar10dvs_split, dvs_downloads, safe_extract
 from keras_spikformer.data.events import CIFAR10DVS_CLASS_NAMES
 from keras_spikformer.data.registry import load_dataset
+from keras_spikformer.fetch import settings
 from keras_spikformer.testing.synthetic_events import (
     write_synthetic_cifar10dvs,
     write_synthetic_dvsgesture,
@@ -82,11 +83,7 @@ def dirs(tmp_path, monkeypatch):
     """Cache and TFDS data dirs in tmp_path; online, no mirror."""
     monkeypatch.setenv("KERAS_SPIKFORMER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    for name in (
-        "KERAS_SPIKFORMER_OFFLINE",
-        "HF_HUB_OFFLINE",
-        "KERAS_SPIKFORMER_MIRROR",
-    ):
+    for name in (*settings.OFFLINE_ENVS, settings.MIRROR_ENV):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -116,6 +113,28 @@ def test_a_tfds_dataset_is_downloaded_prepared_trained_then_read_offline(
     monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")
     data = load_dataset(name, str(dirs / "tfds"), (32, 32, 3))
     assert (data.num_train, data.num_test) == (32, 16)
+
+
+def test_a_misspelt_tfds_name_gets_a_short_clear_error(dirs):
+    with pytest.raises(FileNotFoundError) as error:
+        load_dataset("cifar_10_typo", None, (32, 32, 3))
+    message = str(error.value)
+    assert "'cifar_10_typo' is neither a TFDS dataset" in message
+    assert "Did you mean" in message and len(message) < 600
+
+
+def test_local_data_keep_working_offline_and_split_seed_is_checked(
+    dirs, monkeypatch, capsys
+):
+    from keras_spikformer.cli.main import main as cli
+
+    monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")
+    assert load_dataset("digits", None, (16, 16, 1)).num_train == 1437
+    args = ["train", "--preset", "spikformer_tiny_digits", "--dataset", "digits"]
+    args += ["--split-seed", "3", "--output", str(dirs / "run")]
+    assert cli(args) == 2  # refused before any training
+    assert "--split-seed only applies to cifar10dvs" in capsys.readouterr().err
+    assert not (dirs / "run" / "metrics.json").exists()
 
 
 def test_imagenet2012_is_never_downloaded(dirs):
@@ -264,8 +283,3 @@ def test_the_shipped_cifar10dvs_split_is_the_seeded_one_and_split_seed_changes_i
     ordered = cifar10dvs_split.file_order()("cat", some)
     assert ordered[-1] == "cifar10_cat_extra.aedat"
     assert ordered[:-1] == [n for n in shipped if n in set(names[:10])]
-
-
-def test_split_seed_is_for_cifar10dvs_only():
-    with pytest.raises(ValueError, match="--split-seed only applies to cifar10dvs"):
-        load_dataset("digits", None, (16, 16, 1), split_seed=3)

@@ -30,10 +30,12 @@ def default_data_dir():
 
 
 def _unknown(name, data_dir, error):
+    lines = str(error).splitlines()  # TFDS lists every dataset: keep the gist
+    hint = [ln.strip() for ln in lines if ln.strip().startswith("Did you mean")]
     return FileNotFoundError(
-        f"{name!r} is neither a TFDS dataset nor prepared in {data_dir} ({error}). "
-        "Check the name against `tfds.list_builders()`, or use --dataset folder "
-        "for a folder of images."
+        f"{name!r} is neither a TFDS dataset nor prepared in {data_dir} "
+        f"({' '.join(lines[:1] + hint)}). Check the name against "
+        "`tfds.list_builders()`, or use --dataset folder for a folder of images."
     )
 
 

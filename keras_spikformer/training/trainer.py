@@ -123,6 +123,14 @@ def _concatenate(datasets):
     return datasets[0]
 
 
+def _load_for(config, dataset, data_dir, cache_dir, split_seed):
+    """`load_dataset` shaped for a preset's config."""
+    return load_dataset(
+        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir,
+        split_seed=split_seed,
+    )  # fmt: skip
+
+
 def train(
     preset,
     dataset,
@@ -196,14 +204,7 @@ def train(
         "config": {k: v for k, v in config.items() if k not in _NOT_ARCHITECTURE},
     }
     check_same_run(output, resume, run)
-    data = load_dataset(
-        dataset,
-        data_dir,
-        config["image_shape"],
-        config["num_timesteps"],
-        cache_dir,
-        split_seed=split_seed,
-    )
+    data = _load_for(config, dataset, data_dir, cache_dir, split_seed)
     _check_classes(data, config, num_classes, dataset)
     steps = data.num_train // batch_size
     if steps < 1:
@@ -330,14 +331,7 @@ def evaluate(
     recipe = Recipe.from_preset(preset)
     batch_size = batch_size or recipe.global_batch_size
     config = presets.read_config(presets.resolve(preset))
-    data = load_dataset(
-        dataset,
-        data_dir,
-        config["image_shape"],
-        config["num_timesteps"],
-        cache_dir,
-        split_seed=split_seed,
-    )
+    data = _load_for(config, dataset, data_dir, cache_dir, split_seed)
     _check_classes(data, config, None, dataset)
     model = build_model(preset, weights, **recipe.model_options())
     model.apply_preprocessor = False  # the pipeline below preprocesses
