@@ -48,7 +48,7 @@ import tensorflow as tf
 from keras_spikformer import Spikformer
 from keras_spikformer.data.augment import make_event_train_augment
 from keras_spikformer.data.cifar10dvs_split import file_order
-from keras_spikformer.data.dvs_downloads import dvs_dataset_root
+from keras_spikformer.data.dvs_downloads import dvs_dataset
 from keras_spikformer.data.event_datasets import event_frames_dataset
 from keras_spikformer.data.event_frames import integrate_events_to_frames
 from keras_spikformer.data.events import read_events
@@ -59,33 +59,37 @@ from keras_spikformer.training.recipe import Recipe
 """
 ## Download
 
-`dvs_dataset_root` returns the folder of the recordings. The first time it
-downloads the authors' archives (CIFAR10-DVS: ten class zips from figshare,
-about 7 GB in all; DVS128 Gesture: `DvsGesture.tar.gz`), checks each against
-its published MD5, and extracts them, refusing any entry that would land
-outside the folder, any link, and archives larger than the published ones.
-They go to `~/.cache/keras_spikformer/datasets/<name>` (or
-`$KERAS_SPIKFORMER_CACHE`, or `--data-dir`); later runs read them offline.
-IBM publishes DVS128 Gesture on a Box page without a direct link: download
-`DvsGesture.tar.gz` there once, put it where the error message says (the
-`downloads/` folder), and run again; it is checked and extracted the same
-way. `KERAS_SPIKFORMER_OFFLINE=1` turns every download into an error, and
+`dvs_dataset` returns the folder of the recordings and how to read it. The
+first time it downloads the published archives (CIFAR10-DVS: the authors' ten
+class zips from figshare; DVS128 Gesture: tonic's copy on figshare, one
+`.npy` per gesture, since IBM's own `DvsGesture.tar.gz` sits on a Box page
+without a direct link), checks each against its published MD5, and extracts
+them, refusing any entry that would land outside the folder, any link, and
+archives larger than the published ones. They go to
+`~/.cache/keras_spikformer/datasets/<name>` (or `$KERAS_SPIKFORMER_CACHE`, or
+`--data-dir`); later runs read them offline. IBM's archive, downloaded by hand
+into that folder's `downloads/`, is used instead when it is there. `KERAS_SPIKFORMER_OFFLINE=1` turns every download into an error, and
 `KERAS_SPIKFORMER_MIRROR=URL` fetches `URL/<name>/<file>` instead (a local
 mirror).
 
 ## One recording, by hand
 
-CIFAR10-DVS lies as `ROOT/<class>/*.aedat` (AEDAT 2.0), DVS128 Gesture as
-`ROOT/DvsGesture/userXX_<lighting>.aedat` (AEDAT 3.1, one recording holds
-all 11 gestures; its CSV gives their time windows). `read_events` decodes one
-file into arrays of timestamps, coordinates and polarities;
+CIFAR10-DVS lies as `ROOT/<class>/*.aedat` (AEDAT 2.0); IBM's DVS128 Gesture
+as `ROOT/DvsGesture/userXX_<lighting>.aedat` (AEDAT 3.1, one recording holds
+all 11 gestures; its CSV gives their time windows), tonic's copy converted to
+`ROOT/<split>/<label>/*.npz`. `read_events` decodes one file into arrays of
+timestamps, coordinates and polarities;
 `integrate_events_to_frames` counts them into frames. Every frame holds the
 same number of events (the last one takes the remainder).
 """
 
 
 def show_one_recording(root, num_frames):
-    path = sorted(glob.glob(os.path.join(root, "**", "*.aedat"), recursive=True))[0]
+    pattern = os.path.join(root, "**", "*.aedat")
+    files = glob.glob(pattern, recursive=True) or glob.glob(
+        os.path.join(root, "**", "*.npz"), recursive=True
+    )
+    path = sorted(files)[0]
     events = read_events(path)
     frames = integrate_events_to_frames(
         events, num_frames, split_by="number", sensor_size=(128, 128)
@@ -191,7 +195,7 @@ def main(argv=None):
         )
         args.cache_dir = args.cache_dir or os.path.join(output, "frames")
     args.preset = args.preset or f"spikformer_2_256_{args.dataset}"
-    root = dvs_dataset_root(args.dataset, args.data_dir)  # downloads if missing
+    kind, root = dvs_dataset(args.dataset, args.data_dir)  # downloads if missing
     keras.utils.set_random_seed(0)
 
     recipe, mixup_off = shorten(Recipe.from_preset(args.preset), args.epochs)
@@ -200,7 +204,7 @@ def main(argv=None):
     model = Spikformer.from_preset(args.preset, load_weights=False, **overrides)
     show_one_recording(root, model.backbone.num_timesteps)
     augment, train, test, steps = make_pipelines(
-        root, args.dataset, args.cache_dir, model, recipe, batch_size, args.split_seed
+        root, kind, args.cache_dir, model, recipe, batch_size, args.split_seed
     )
 
     model.compile(

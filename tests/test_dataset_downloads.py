@@ -7,6 +7,7 @@ are served locally; both are trained for one epoch. The servers stop by
 themselves (`http_fixtures.FileServer`).
 """
 
+import hashlib
 import io
 import json
 import tarfile
@@ -18,10 +19,14 @@ import tensorflow_datasets as tfds
 from http_fixtures import FileServer
 
 from keras_spikformer.data import cifar10dvs_split, dvs_downloads, safe_extract
-from keras_spikformer.data.events import CIFAR10DVS_CLASS_NAMES
+from keras_spikformer.data.events import (
+    CIFAR10DVS_CLASS_NAMES,
+    DVSGESTURE_CLASS_NAMES,
+)
 from keras_spikformer.data.registry import load_dataset
 from keras_spikformer.fetch import settings
 from keras_spikformer.testing.synthetic_events import (
+    synthetic_events,
     write_synthetic_cifar10dvs,
     write_synthetic_dvsgesture,
 )
@@ -162,7 +167,7 @@ def _local_archives(server, files):
     return tuple(
         dvs_downloads.Archive(
             path.rsplit("/", 1)[1], server.url(path),
-            dvs_downloads.hashlib.md5(data).hexdigest(), 2**26, 100,
+            hashlib.md5(data).hexdigest(), 2**26, 100,
         )
         for path, data in files.items()
     )  # fmt: skip
@@ -196,29 +201,70 @@ def test_cifar10dvs_archives_are_downloaded_verified_and_trained(dirs, monkeypat
     assert (data.num_train, data.num_test) == (90, 10)
 
 
-def test_dvsgesture_comes_from_the_mirror_or_names_the_manual_route(dirs, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="ibm.ent.box.com.*no direct link"):
-        load_dataset("dvsgesture", None, (64, 64, 2))
-    write_synthetic_dvsgesture(dirs / "published" / "DvsGesture", num_events=16)
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        tar.add(dirs / "published" / "DvsGesture", "DvsGesture")
-    archive = out.getvalue()
-    real = dvs_downloads.ARCHIVES["dvsgesture"][0]
-    local = real._replace(md5=dvs_downloads.hashlib.md5(archive).hexdigest())
-    monkeypatch.setitem(dvs_downloads.ARCHIVES, "dvsgesture", (local,))
-    with FileServer({"m/dvsgesture/DvsGesture.tar.gz": archive}) as server:
+def _tonic_gesture_archives(folder):
+    """tonic's published layout: ibmGesture{Train,Test}/<recording>/<label>.npy."""
+    rng = np.random.default_rng(0)
+    archives = {}
+    for split, users in (("Train", (1, 2)), ("Test", (3,))):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
+            for user in users:
+                for label in range(11):
+                    ev = synthetic_events(label, 11, 32, rng=rng)
+                    rows = np.stack([ev["x"], ev["y"], ev["p"], ev["t"] / 1000.0], 1)
+                    data = io.BytesIO()
+                    np.save(data, rows.astype(np.float64))
+                    name = f"ibmGesture{split}/user{user:02d}_led/{label}.npy"
+                    info = tarfile.TarInfo(name)
+                    info.size = data.getbuffer().nbytes
+                    data.seek(0)
+                    tar.addfile(info, data)
+        archives[f"{folder}/ibmGesture{split}.tar.gz"] = out.getvalue()
+    return archives
+
+
+def test_dvsgesture_downloads_tonics_copy_through_the_mirror(dirs, monkeypatch):
+    files = _tonic_gesture_archives("m/dvsgesture")
+    local = tuple(
+        a._replace(md5=hashlib.md5(files[f"m/dvsgesture/{a.file_name}"]).hexdigest())
+        for a in dvs_downloads.ARCHIVES["dvsgesture"]
+    )
+    monkeypatch.setitem(dvs_downloads.ARCHIVES, "dvsgesture", local)
+    with FileServer(files) as server:
         monkeypatch.setenv("KERAS_SPIKFORMER_MIRROR", server.url("m"))
         monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")
         with pytest.raises(FileNotFoundError, match="OFFLINE=1 forbids downloading"):
             load_dataset("dvsgesture", None, (64, 64, 2))
+        assert server.requests == []
         monkeypatch.delenv("KERAS_SPIKFORMER_OFFLINE")
         data = load_dataset("dvsgesture", None, (64, 64, 2), 4, dirs / "frames")
-        assert server.gets("m/dvsgesture/DvsGesture.tar.gz") == 1
-    # 2 train users x 2 lightings x 11 gestures; 1 test user.
+        assert all(server.gets(p) == 1 for p in files)  # the mirror, not figshare
+    assert (data.num_train, data.num_test) == (22, 11)  # users 1-2 train, 3 test
+    assert data.class_names == list(DVSGESTURE_CLASS_NAMES)
+    frames, label = next(iter(data.test))
+    assert frames.shape == (4, 64, 64, 2) and int(label) == 0
+    assert float(frames.numpy().sum()) == 32  # every event in a frame
+
+
+def test_ibms_archive_put_by_hand_is_checked_and_used(dirs, monkeypatch):
+    write_synthetic_dvsgesture(dirs / "published" / "DvsGesture", num_events=16)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        tar.add(dirs / "published" / "DvsGesture", "DvsGesture")
+    ibm = dvs_downloads.IBM_GESTURE
+    monkeypatch.setattr(
+        dvs_downloads,
+        "IBM_GESTURE",
+        ibm._replace(md5=hashlib.md5(out.getvalue()).hexdigest()),
+    )
+    downloads = dirs / "cache" / "datasets" / "dvsgesture" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "DvsGesture.tar.gz").write_bytes(out.getvalue())
+    monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")  # nothing to download
+    data = load_dataset("dvsgesture", None, (64, 64, 2), 4, dirs / "frames")
+    # 2 train users x 2 lightings x 11 gestures; 1 test user (trial lists).
     assert (data.num_train, data.num_test) == (44, 22)
-    frames, label = next(iter(data.train))
-    assert frames.shape == (4, 64, 64, 2) and 0 <= int(label) < 11
+    assert (downloads / "DvsGesture.tar.gz.extracted").is_file()
 
 
 def _zip_with(name, data=b"x", symlink=False):
@@ -283,3 +329,23 @@ def test_the_shipped_cifar10dvs_split_is_the_seeded_one_and_split_seed_changes_i
     ordered = cifar10dvs_split.file_order()("cat", some)
     assert ordered[-1] == "cifar10_cat_extra.aedat"
     assert ordered[:-1] == [n for n in shipped if n in set(names[:10])]
+
+
+@pytest.mark.parametrize(
+    "array, error",
+    [
+        (np.array([{"x": 1}], dtype=object), "not a plain .npy"),
+        (np.zeros((3, 5)), r"\[N, 4\]"),
+        (np.array([[130.0, 1, 1, 0.5]]), "off the 128x128 sensor"),
+        (np.array([[1.0, 1, 2, 0.5]]), "polarity other than 0/1"),
+        (np.array([[1.0, 1, 1, np.nan]]), "non-finite"),
+    ],
+)
+def test_tonic_gesture_files_are_checked(tmp_path, array, error):
+    from keras_spikformer.data.event_limits import EventFileError
+    from keras_spikformer.data.tonic_gesture import read_tonic_npy
+
+    path = tmp_path / "0.npy"
+    np.save(path, array, allow_pickle=True)
+    with pytest.raises(EventFileError, match=error):
+        read_tonic_npy(str(path))

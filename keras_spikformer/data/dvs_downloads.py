@@ -1,8 +1,8 @@
 """The published DVS archives, downloaded, verified and extracted on first use.
 
-`dvs_dataset_root(name, data_dir)` returns a folder holding `"cifar10dvs"` or
-`"dvsgesture"` in the layout `event_datasets` reads. A folder that already
-holds the dataset is used as it is, offline. Otherwise the published
+`dvs_dataset(name, data_dir)` returns `(kind, root)`: a folder holding
+`"cifar10dvs"` or `"dvsgesture"` in a layout `event_datasets` reads (`kind`).
+A folder that already holds the dataset is used as it is, offline. Otherwise the published
 archives are downloaded into `<root>/downloads/` (`fetch`'s downloader:
 progress bar, `.part` file resumed, atomic rename), checked against their
 MD5, and extracted by `safe_extract` (no path leaving the folder, no links,
@@ -17,10 +17,13 @@ Sources (the authors' files; URLs and MD5s as listed by SpikingJelly's
   holding `<class>/cifar10_<class>_<i>.aedat`. (tonic's `CIFAR10DVS` now
   fetches a re-encoded AEDAT4 copy instead, which these readers do not read.)
 - DVS128 Gesture: IBM's `DvsGesture.tar.gz` (AEDAT 3.1, label CSVs, trial
-  lists) on an IBM Box folder page that offers no direct link, so `url` is
-  None: the error names the page and where to put the file (or use the
-  mirror variable). tonic's `DVSGesture` serves a re-cut `.npy` version in
-  another layout.
+  lists) is on an IBM Box folder page that offers no direct link
+  (`DVSGESTURE_PAGE`). By default the copy that tonic's `DVSGesture` fetches
+  is downloaded instead (`ibmGestureTrain.tar.gz`, `ibmGestureTest.tar.gz` on
+  figshare, URLs and MD5s from tonic): the same official train/test users,
+  cut into one `.npy` per gesture, times in milliseconds; `tonic_gesture`
+  turns it into an npz event folder (`kind` `"npz_folder"`). IBM's own
+  archive, put by hand in `<root>/downloads/`, is used instead when there.
 """
 
 import hashlib
@@ -64,12 +67,27 @@ ARCHIVES = {
         Archive(f"{c}.zip", _FIGSHARE + file_id, md5, 2**32, 4_000)
         for c, (file_id, md5) in _CIFAR10DVS_FILES.items()
     ),
-    "dvsgesture": (
+    "dvsgesture": (  # tonic's copy (figshare)
         Archive(
-            "DvsGesture.tar.gz", None, "8a5c71fb11e24e5ca5b11866ca6c00a1", 2**35, 2_000
+            "ibmGestureTrain.tar.gz",
+            "https://figshare.com/ndownloader/files/38022171",
+            "3a8f0d4120a166bac7591f77409cb105",
+            2**35,
+            4_000,
         ),
-    ),
+        Archive(
+            "ibmGestureTest.tar.gz",
+            "https://figshare.com/ndownloader/files/38020584",
+            "56070e45dadaa85fff82e0fbfbc06de5",
+            2**34,
+            1_000,
+        ),
+    ),  # fmt: skip
 }
+IBM_GESTURE = Archive(  # IBM's archive: a browser download from DVSGESTURE_PAGE
+    "DvsGesture.tar.gz", None, "8a5c71fb11e24e5ca5b11866ca6c00a1", 2**35, 2_000
+)
+TONIC_NPZ = "npz"  # where tonic's gesture copy is converted to, under the root
 TITLES = {"cifar10dvs": "CIFAR10-DVS", "dvsgesture": "DVS128 Gesture"}
 
 
@@ -145,45 +163,71 @@ def _fetch(name, archive, downloads):
     return path
 
 
-def dvs_dataset_root(name, data_dir=None, archives=None):
-    """The folder holding `name`'s recordings, downloaded and extracted if missing.
-
-    Args:
-        name: `"cifar10dvs"` or `"dvsgesture"`.
-        data_dir: the dataset folder; None for `default_root(name)`. A folder
-            that holds the dataset already (and no `downloads/` folder of an
-            unfinished download) is returned untouched.
-        archives: the `Archive`s to fetch (default `ARCHIVES[name]`).
-
-    Returns:
-        The root as a `Path`.
-
-    Raises:
-        FileNotFoundError: offline, or no direct link (DVS128 Gesture).
-        ValueError: an MD5 mismatch (the file is deleted), an unsafe archive
-            (`safe_extract.UnsafeArchiveError`), an archive without the
-            expected layout, or a failed download (`fetch.FetchError`).
-
-    Example:
-    >>> root = dvs_dataset_root("cifar10dvs")  # doctest: +SKIP
-    """
-    if name not in ARCHIVES:
-        raise ValueError(f"No published archive is known for {name!r}.")
-    root = Path(data_dir).expanduser() if data_dir else default_root(name)
-    downloads = root / "downloads"  # present: a download of ours, maybe unfinished
-    if not downloads.is_dir() and root.is_dir() and is_present(name, root):
-        return root
-    for archive in archives or ARCHIVES[name]:
+def _fetch_all(name, root, archives):
+    downloads = root / "downloads"
+    for archive in archives:
         marker = downloads / f"{archive.file_name}.extracted"
         if marker.is_file():
             continue
         path = _fetch(name, archive, downloads)
         extract_archive(path, root, archive.max_bytes, archive.max_members)
         marker.write_text(archive.md5 + "\n")
+
+
+def _tonic_gesture(root):
+    from keras_spikformer.data.tonic_gesture import SPLIT_FOLDERS, convert_tonic_gesture
+
+    extracted = all((root / f).is_dir() for f in SPLIT_FOLDERS.values())
+    if (root / "downloads").is_dir() or not extracted:  # else: tonic's, by hand
+        _fetch_all("dvsgesture", root, ARCHIVES["dvsgesture"])
+    out = root / TONIC_NPZ
+    done = out / ".converted"
+    if not done.is_file():
+        print(f"Converting tonic's DVS128 Gesture files to {out}")
+        convert_tonic_gesture(root, out)
+        done.write_text("tonic_gesture\n")
+    return "npz_folder", out
+
+
+def dvs_dataset(name, data_dir=None):
+    """`(kind, root)` of `name`'s recordings, downloaded and extracted if missing.
+
+    Args:
+        name: `"cifar10dvs"` or `"dvsgesture"`.
+        data_dir: the dataset folder; None for `default_root(name)`. A folder
+            that holds the dataset already (and no `downloads/` folder of an
+            unfinished download) is returned untouched.
+
+    Returns:
+        `(kind, root)`: the `event_frames_dataset` kind (`name`, or
+        `"npz_folder"` for tonic's gesture copy) and the folder, a `Path`.
+
+    Raises:
+        FileNotFoundError: offline (the error names what is missing).
+        ValueError: an MD5 mismatch (the file is deleted), an unsafe archive
+            (`safe_extract.UnsafeArchiveError`), an archive without the
+            expected layout, or a failed download (`fetch.FetchError`).
+
+    Example:
+    >>> kind, root = dvs_dataset("cifar10dvs")  # doctest: +SKIP
+    """
+    if name not in ARCHIVES:
+        raise ValueError(f"No published archive is known for {name!r}.")
+    root = Path(data_dir).expanduser() if data_dir else default_root(name)
+    downloads = root / "downloads"  # present: a download of ours, maybe unfinished
+    if not downloads.is_dir() and root.is_dir() and is_present(name, root):
+        return name, root
+    if name == "dvsgesture":
+        ibm = downloads / IBM_GESTURE.file_name
+        if not (ibm.is_file() or ibm.with_name(ibm.name + ".extracted").is_file()):
+            return _tonic_gesture(root)
+        _fetch_all(name, root, (IBM_GESTURE,))
+    else:
+        _fetch_all(name, root, ARCHIVES[name])
     if not is_present(name, root, complete=True):
         raise ValueError(
             f"The {TITLES[name]} archives were extracted into {root}, but it does "
             "not hold the published layout (see keras_spikformer.data."
             "event_datasets); delete the folder and run again."
         )
-    return root
+    return name, root

@@ -86,8 +86,9 @@ def load_dataset(
 
 def _event_data(name, data_dir, image_size, num_frames, cache_dir, split_seed):
     from keras_spikformer.data.cifar10dvs_split import file_order
-    from keras_spikformer.data.dvs_downloads import dvs_dataset_root
+    from keras_spikformer.data.dvs_downloads import dvs_dataset
     from keras_spikformer.data.event_datasets import event_frames_dataset
+    from keras_spikformer.data.events import DVSGESTURE_CLASS_NAMES
 
     if name == "events":
         if data_dir is None:
@@ -96,7 +97,7 @@ def _event_data(name, data_dir, image_size, num_frames, cache_dir, split_seed):
             )
         kind = "npz_folder"
     else:
-        kind, data_dir = name, dvs_dataset_root(name, data_dir)
+        kind, data_dir = dvs_dataset(name, data_dir)
     order = file_order(split_seed) if name == "cifar10dvs" else None
     splits = {
         split: event_frames_dataset(
@@ -106,11 +107,14 @@ def _event_data(name, data_dir, image_size, num_frames, cache_dir, split_seed):
         for split in ("train", "test")
     }  # fmt: skip
     train, test = splits["train"], splits["test"]
+    names = list(train.class_names)
+    if name == "dvsgesture" and kind == "npz_folder":  # tonic's copy: 00..10
+        names = list(DVSGESTURE_CLASS_NAMES)
     return ImageData(
         train=train.dataset,
         test=test.dataset,
-        num_classes=len(train.class_names),
-        class_names=list(train.class_names),
+        num_classes=len(names),
+        class_names=names,
         num_train=train.num_examples,
         num_test=test.num_examples,
     )
