@@ -6,12 +6,15 @@ Cache layout (`settings.cache_dir()`):
 - `presets/<preset>-<key>/`: the converted preset (what `from_preset` loads);
 - `downloads/<key>/<name>`: files fetched by `keras-spikformer convert URL`;
 - `known_hashes.json`: `{url: sha256}` of first downloads whose metadata
-  gives no sha256 (a later download that differs is warned about).
+  gives no sha256 (a later download that differs is warned about);
+- `locks/`: one lock file per converted preset (one process fetches, the
+  others wait for it).
 
 `<key>` is a short hash of the source (URL, file name, sha256): a changed
 source gets a new folder.
 """
 
+import contextlib
 import hashlib
 import urllib.parse
 import warnings
@@ -89,6 +92,38 @@ def fetch_pretrained(directory, source, progress=True):
     converted = converted_directory(directory, source)
     if (converted / presets.WEIGHTS_FILE).is_file():
         return presets.check_preset_files(converted)
+    with _cache_lock(settings.cache_dir() / "locks" / f"{converted.name}.lock"):
+        if (converted / presets.WEIGHTS_FILE).is_file():  # another process made it
+            return presets.check_preset_files(converted)
+        return _fetch_and_convert(directory, source, converted, progress)
+
+
+@contextlib.contextmanager
+def _cache_lock(path):
+    """An exclusive lock on `path` (POSIX `flock`): one process (or thread)
+    downloads and converts a preset while the others wait for its result."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic writes still hold
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as error:
+        raise FetchError(
+            f"cannot write the cache ({error}); set {settings.CACHE_ENV} to a "
+            "writable folder."
+        ) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_and_convert(directory, source, converted, progress):
     checkpoint = fetch_checkpoint(directory.name, source, progress)
     from keras_spikformer.convert.converter import convert_checkpoint
 
@@ -155,12 +190,18 @@ def download(url, destination, sha256=None, size=None, progress=True):
     if offline:
         raise FetchError(f"{offline}=1 is set, so nothing is downloaded.")
     destination = Path(destination)
-    if not google_drive.is_drive_url(url):
-        return http_download.download_file(url, destination, sha256, size, progress)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    part = destination.with_name(destination.name + ".part")
-    google_drive.download_drive_file(url, part, progress)
-    return http_download.publish(url, part, destination, sha256, size)
+    try:
+        if not google_drive.is_drive_url(url):
+            return http_download.download_file(url, destination, sha256, size, progress)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        part = destination.with_name(destination.name + ".part")
+        google_drive.download_drive_file(url, part, progress)
+        return http_download.publish(url, part, destination, sha256, size)
+    except OSError as error:  # the cache, not the network (those are FetchErrors)
+        raise FetchError(
+            f"cannot write the cache ({error}); set {settings.CACHE_ENV} to a "
+            "writable folder."
+        ) from None
 
 
 def remember_hash(url, digest):
