@@ -120,6 +120,48 @@ def test_a_tfds_dataset_is_downloaded_prepared_trained_then_read_offline(
     assert (data.num_train, data.num_test) == (32, 16)
 
 
+def _cifar10_binary_archive():
+    """CIFAR-10's published layout: cifar-10-batches-bin/*.bin (label + 3072 bytes)."""
+    rng = np.random.default_rng(0)
+    names = "airplane automobile bird cat deer dog frog horse ship truck".split()
+    files = {f"data_batch_{i}.bin": 4 for i in range(1, 6)} | {"test_batch.bin": 10}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, n in files.items():
+            rows = rng.integers(0, 256, (n, 3073), dtype=np.uint8)
+            rows[:, 0] = np.arange(n) % 10
+            data = rows.tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        meta = "\n".join(names).encode()
+        info = tarfile.TarInfo("cifar-10-batches-bin/batches.meta.txt")
+        info.size = len(meta)
+        tar.addfile(info, io.BytesIO(meta))
+    return out.getvalue()
+
+
+def test_tfds_own_cifar10_builder_downloads_from_a_stand_in_host(dirs, monkeypatch):
+    # TFDS imports it while preparing its own builders (a dependency of ours).
+    pytest.importorskip("importlib_resources")
+    from tensorflow_datasets.image_classification import cifar
+
+    real = cifar.Cifar10._cifar_info.fget
+    with FileServer(
+        {"kriz/cifar-10-binary.tar.gz": _cifar10_binary_archive()}
+    ) as server:
+        url = server.url("kriz/cifar-10-binary.tar.gz")
+        monkeypatch.setattr(
+            cifar.Cifar10, "_cifar_info", property(lambda b: real(b)._replace(url=url))
+        )
+        data = load_dataset("cifar10", None, (32, 32, 3))
+        assert server.gets("kriz/cifar-10-binary.tar.gz") == 1
+    assert (data.num_train, data.num_test) == (20, 10)
+    assert data.class_names[:2] == ["airplane", "automobile"]
+    monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")
+    assert load_dataset("cifar10", None, (32, 32, 3)).num_test == 10
+
+
 def test_a_misspelt_tfds_name_gets_a_short_clear_error(dirs):
     with pytest.raises(FileNotFoundError) as error:
         load_dataset("cifar_10_typo", None, (32, 32, 3))
