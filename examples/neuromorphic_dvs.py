@@ -1,5 +1,5 @@
 """
-Title: Spikformer on neuromorphic data: CIFAR10-DVS and DVS128 Gesture
+Title: Spikformer on neuromorphic data: DVS128 Gesture and CIFAR10-DVS
 Author: keras-spikformer developers
 Date created: 2026/11/28
 Last modified: 2026/12/07
@@ -11,9 +11,10 @@ Accelerator: GPU (the full 106-epoch recipe); `--smoke` runs in under a minute o
 ## Introduction
 
 An event camera (DVS) reports per-pixel brightness changes as a stream of
-events `(t, x, y, polarity)` instead of frames. CIFAR10-DVS holds 10,000 such
-recordings of CIFAR-10 images moving on a screen in front of a 128x128
-sensor.
+events `(t, x, y, polarity)` instead of frames. DVS128 Gesture holds 1,342
+recordings of 29 people making 11 hand and arm gestures in front of a 128x128
+sensor; CIFAR10-DVS holds 10,000 recordings of CIFAR-10 images moving on a
+screen.
 
 Spikes fit this data naturally. The recording is cut into T=16 slices with
 the same number of events each, and the events of each slice are counted per
@@ -29,11 +30,11 @@ geometric event-frame augmentation, and MixUp on half of the batches until
 epoch 75. Small data sets overfit quickly; the augmentation is what keeps a
 transformer honest on 9,000 training recordings.
 
-Run `python examples/neuromorphic_dvs.py` (CIFAR10-DVS is downloaded on first
-use), `--dataset dvsgesture` for DVS128 Gesture (11 gestures, with
-`spikformer_2_256_dvsgesture`), `--data-dir ROOT` for recordings you already
-have, or `--smoke` to train a tiny model on a synthetic CIFAR10-DVS written in
-the real file format.
+Run `python examples/neuromorphic_dvs.py` (DVS128 Gesture is downloaded on
+first use and trained with `spikformer_2_256_dvsgesture`), `--dataset
+cifar10dvs` for CIFAR10-DVS (downloaded too), `--data-dir ROOT` for
+recordings you already have, or `--smoke` to train a tiny model on a
+synthetic CIFAR10-DVS written in the real file format.
 """
 
 import argparse
@@ -171,7 +172,7 @@ def shorten(recipe, epochs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument(
-        "--dataset", choices=["cifar10dvs", "dvsgesture"], default="cifar10dvs"
+        "--dataset", choices=["dvsgesture", "cifar10dvs"], default="dvsgesture"
     )
     parser.add_argument(
         "--data-dir", default=None, help="recordings; default: download to the cache"
