@@ -2,7 +2,7 @@
 Title: Training Spikformer on CIFAR-10 with the paper's recipe
 Author: keras-spikformer developers
 Date created: 2026/11/28
-Last modified: 2026/11/28
+Last modified: 2026/12/07
 Description: Train Spikformer-4-384 on CIFAR-10 from TFDS with the paper's optimizer, schedule, augmentation and loss.
 Accelerator: GPU (the full 310-epoch recipe); `--smoke` runs in under a minute on a CPU
 """
@@ -26,8 +26,9 @@ the T time steps, and the first convolution and LIF neuron of the stem turn
 it into spikes. More time steps give the neurons more chances to fire (a finer
 rate code) at a cost linear in T.
 
-Run `python examples/cifar10_paper_recipe.py --data-dir DIR`, or `--smoke`
-to go through every step on 16 random images with a tiny preset.
+Run `python examples/cifar10_paper_recipe.py` (CIFAR-10 is downloaded on
+first use), or `--smoke` to go through every step on 16 random images with a
+tiny preset.
 """
 
 import argparse
@@ -47,10 +48,14 @@ from keras_spikformer.training.recipe import Recipe
 """
 ## Data
 
-Nothing is downloaded at run time. Prepare CIFAR-10 once where there is
-internet, `tfds build cifar10 --data_dir DIR`, and copy `DIR` to the training
-machine. `tfds_images` yields unbatched `(image, label)` pairs with pixels in
-0..255; the augmentation normalises them, a batch at a time.
+The dataset is called by name. The first time, TensorFlow Datasets downloads
+CIFAR-10 (about 160 MB) and prepares it in its data directory
+(`~/tensorflow_datasets`, or `$TFDS_DATA_DIR`, or `--data-dir DIR`), with its
+progress bars; later runs read the prepared copy and never touch the network.
+With `KERAS_SPIKFORMER_OFFLINE=1` a missing dataset is an error instead of a
+download (then prepare it elsewhere with `tfds build cifar10 --data_dir DIR`
+and copy `DIR` over). `tfds_images` yields unbatched `(image, label)` pairs
+with pixels in 0..255; the augmentation normalises them, a batch at a time.
 """
 
 
@@ -127,7 +132,9 @@ we add the recipe so that `Recipe.from_preset` works on it too.
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    parser.add_argument("--data-dir", default=None, help="prepared TFDS directory")
+    parser.add_argument(
+        "--data-dir", default=None, help="TFDS data directory; default: TFDS's"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: recipe")
     parser.add_argument("--batch-size", type=int, default=None, help="default: recipe")
     parser.add_argument("--preset", default="spikformer_4_384_cifar10")
@@ -137,8 +144,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke:
         args.preset, args.epochs, args.batch_size = "spikformer_tiny_cifar", 1, 8
-    elif not args.data_dir:
-        parser.error("--data-dir is required (or try --smoke)")
     output = args.output or tempfile.mkdtemp(prefix="spikformer_cifar10_")
     os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(0)
@@ -148,7 +153,8 @@ def main(argv=None):
     overrides = {"dtype": args.dtype} if args.dtype else {}
     model = Spikformer.from_preset(args.preset, load_weights=False, **overrides)
     image_size = tuple(model.backbone.image_shape[:2])
-    data = load_cifar10(args.data_dir or output, image_size, args.smoke)
+    data_dir = output if args.smoke else args.data_dir  # None: TFDS's own
+    data = load_cifar10(data_dir, image_size, args.smoke)
     augment, train, test = make_pipelines(data, recipe, image_size, batch_size)
     steps = data.num_train // batch_size
 

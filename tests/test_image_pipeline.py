@@ -350,10 +350,12 @@ def test_input_pipeline_benchmark_writes_its_record(tmp_path):
 
 
 @pytest.mark.backend_independent
-def test_unprepared_tfds_directory_gives_the_clear_error(tmp_path):
+def test_unprepared_tfds_directory_gives_the_clear_error(tmp_path, monkeypatch):
     from keras_spikformer.data.image_datasets import tfds_images
 
+    monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="not prepared in .*tfds build"):
         tfds_images("cifar10", str(tmp_path), (32, 32))
+    (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(FileNotFoundError, match="is not a directory"):
-        tfds_images("cifar10", str(tmp_path / "missing"), (32, 32))
+        tfds_images("cifar10", str(tmp_path / "a_file"), (32, 32))

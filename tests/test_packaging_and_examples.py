@@ -48,6 +48,7 @@ def test_zoo_ships_inside_the_wheel(tmp_path):
     (wheel,) = tmp_path.glob("keras_spikformer-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "keras_spikformer/zoo/spikformer_8_768_imagenet/config.json" in names
+    assert "keras_spikformer/data/cifar10dvs_split.json" in names  # the fixed split
     site = tmp_path / "site"
     subprocess.run(
         [

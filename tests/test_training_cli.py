@@ -124,14 +124,20 @@ def test_class_count_mismatch_offers_num_classes(tmp_path):
 @pytest.mark.parametrize(
     "dataset, data_dir, error",
     [
-        ("cifar10", None, "needs --data-dir"),
-        ("cifar10", "missing", "is not a directory"),
+        ("cifar10", None, "KERAS_SPIKFORMER_OFFLINE=1 forbids downloading"),
+        ("cifar10", "a_file", "is not a directory"),
+        ("folder", None, "needs --data-dir"),
         ("folder", "empty", "no class subfolders"),
-        ("cifar10dvs", "empty", "CIFAR10"),
+        ("cifar10dvs", "empty", "CIFAR10-DVS is not in"),
     ],
 )
-def test_missing_or_empty_data(tmp_path, dataset, data_dir, error, capsys):
+def test_missing_or_empty_data(tmp_path, dataset, data_dir, error, capsys, monkeypatch):
+    # Offline: a missing public dataset gives the error instead of a download.
+    monkeypatch.setenv("KERAS_SPIKFORMER_OFFLINE", "1")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("KERAS_SPIKFORMER_CACHE", str(tmp_path / "cache"))
     (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("not a folder")
     args = ["train", "--preset", "spikformer_tiny_cifar", "--dataset", dataset]
     args += ["--output", str(tmp_path / "run")]
     if data_dir:

@@ -15,10 +15,22 @@ def _data_args(parser):
     parser.add_argument(
         "--dataset",
         required=True,
-        help="digits | folder | cifar10 | cifar100 | imagenet2012 | another prepared "
-        "TFDS name | cifar10dvs | dvsgesture | events",
+        help="digits | folder | cifar10 | cifar100 | imagenet2012 | another TFDS "
+        "name | cifar10dvs | dvsgesture | events",
     )
-    parser.add_argument("--data-dir", help="where the data lies (not for digits)")
+    parser.add_argument(
+        "--data-dir",
+        help="where the data lie; default: TFDS's data directory for TFDS names, "
+        "$KERAS_SPIKFORMER_CACHE/datasets/NAME for cifar10dvs and dvsgesture. "
+        "Missing public datasets are downloaded there once (not while "
+        "KERAS_SPIKFORMER_OFFLINE=1); imagenet2012 needs its tar files in DIR/manual",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=non_negative_int,
+        help="cifar10dvs only (no official split): draw another seeded 90/10 "
+        "split; default: the split file shipped with the package",
+    )
     parser.add_argument(
         "--batch-size", type=positive_int, help="global batch; default: the recipe's"
     )
@@ -100,6 +112,7 @@ def run_train(args):
         augment=not args.no_augment,
         cache_dir=args.cache_dir,
         distribute=args.distribute,
+        split_seed=args.split_seed,
     )
     print(
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
@@ -123,6 +136,7 @@ def run_evaluate(args):
         weights=args.weights,
         batch_size=args.batch_size,
         cache_dir=args.cache_dir,
+        split_seed=args.split_seed,
     )
     print(json.dumps(metrics, indent=2))
     if args.output:

@@ -90,7 +90,7 @@ def _split_per_class(files, train_fraction, split):
     return files[:pos] if split == "train" else files[pos:]
 
 
-def _cifar10dvs_examples(root, split, train_fraction, opts):
+def _cifar10dvs_examples(root, split, train_fraction, opts, file_order=None):
     layout = (
         "<root>/<class>/<file>.aedat with class folders "
         f"{', '.join(CIFAR10DVS_CLASS_NAMES)}"
@@ -114,6 +114,14 @@ def _cifar10dvs_examples(root, split, train_fraction, opts):
                 f"CIFAR10-DVS class folder {folder!r} holds no .aedat files; "
                 "re-extract that class's archive."
             )
+        if file_order is not None:
+            ordered = list(file_order(name, files))
+            if sorted(ordered) != files:
+                raise ValueError(
+                    f"file_order must reorder the files of {folder!r}, not add or "
+                    "drop any."
+                )
+            files = ordered
         for f in _split_per_class(files, train_fraction, split):
             path = os.path.join(folder, f)
             out.append(_Example(_frames.frames_cache_path(path, **opts), label, path))
@@ -286,6 +294,7 @@ def event_frames_dataset(
     resize_mode="sum",
     orientation="spikingjelly",
     verbose=1,
+    file_order=None,
 ):
     """A `tf.data` dataset of event frames for Spikformer's DVS presets.
 
@@ -310,6 +319,10 @@ def event_frames_dataset(
         orientation: CIFAR10-DVS address decoding (see
             `events.decode_dvs128_addresses`).
         verbose: 1 shows a progress bar while frames are built.
+        file_order: CIFAR10-DVS only: `(class_name, file_names) -> names` in
+            the order the split takes them (train first); None sorts names
+            as strings (SpikingJelly's recipe). `cifar10dvs_split.file_order`
+            gives the shipped seeded split.
 
     Returns:
         `EventFrames(dataset, class_names, num_examples)`; `dataset` yields
@@ -339,7 +352,9 @@ def event_frames_dataset(
     if dataset == "cifar10dvs":
         sensor = _events.DVS128_SENSOR_SIZE
         opts.update(sensor_size=sensor, orientation=orientation)
-        examples, class_names = _cifar10dvs_examples(root, split, train_fraction, opts)
+        examples, class_names = _cifar10dvs_examples(
+            root, split, train_fraction, opts, file_order
+        )
     elif dataset == "dvsgesture":
         sensor = _events.DVS128_SENSOR_SIZE
         examples, class_names, todo = _dvsgesture_examples(root, split, opts)

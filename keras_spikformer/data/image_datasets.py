@@ -4,8 +4,9 @@ TFDS builders and folders are read lazily as encoded images
 (`ImageData.records`, see `image_pipeline`): the trainer decodes them late,
 with the recipe's crops. Their `train` / `test` attributes are decoded views
 (timm's eval geometry at the model size) for code that wants unbatched
-`(image, label)` pairs. Nothing is downloaded: TFDS datasets must already be
-prepared (or, for ImageNet, placed as manual files) under `data_dir`.
+`(image, label)` pairs. A TFDS dataset missing from `data_dir` is downloaded
+and prepared there by TFDS on first use (see `tfds_datasets`); ImageNet comes
+from manual files in `data_dir/manual`.
 """
 
 import dataclasses
@@ -100,13 +101,15 @@ def _streaming(train, test, image_size, channels, class_names):
 
 
 def tfds_images(name, data_dir, image_size, channels=3, shuffle_buffer_mb=256):
-    """A prepared TensorFlow Datasets image dataset, streamed as encoded records.
+    """A TensorFlow Datasets image dataset, streamed as encoded records.
 
     Args:
         name: TFDS name (`"cifar10"`, `"cifar100"`, `"imagenet2012"`, ...).
-        data_dir: the TFDS data directory holding the prepared dataset (for
-            `imagenet2012`, the manual tar files may sit in `data_dir/manual`
-            and are prepared on first use, offline).
+        data_dir: the TFDS data directory; None for TFDS's default. A dataset
+            not prepared there is downloaded and prepared by TFDS first
+            (`tfds_datasets.prepared_builder`; never while
+            `KERAS_SPIKFORMER_OFFLINE=1`). `imagenet2012` is prepared, offline,
+            from its two tar files in `data_dir/manual`.
         image_size: `(height, width)` of the model.
         channels: int, 1 or 3. Defaults to `3`.
         shuffle_buffer_mb: bound on the training shuffle buffer of encoded
@@ -119,31 +122,15 @@ def tfds_images(name, data_dir, image_size, channels=3, shuffle_buffer_mb=256):
     >>> data = tfds_images("imagenet2012", "~/tfds", (224, 224))  # doctest: +SKIP
     """
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     from keras_spikformer.data.image_sources import AsDatasetSource, TfdsSource
+    from keras_spikformer.data.tfds_datasets import prepared_builder
 
-    if data_dir is None or not Path(data_dir).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"--data-dir {data_dir!r} is not a directory. Prepare {name} once on a "
-            f"machine with internet (`tfds build {name} --data_dir DIR`) and pass DIR; "
-            "nothing is downloaded at run time."
-        )
-    data_dir = str(Path(data_dir).expanduser())
+    builder, data_dir = prepared_builder(name, data_dir)
     not_prepared = FileNotFoundError(
-        f"{name} is not prepared in {data_dir}. Run `tfds build {name} "
-        f"--data_dir {data_dir}` where there is internet, then copy the folder; "
-        "nothing is downloaded at run time."
+        f"{name} in {data_dir} is incomplete (a split is missing). Delete "
+        f"{data_dir}/{name} and run again to prepare it afresh."
     )
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError) as error:
-        raise not_prepared from error
-    if name == "imagenet2012" and not builder.is_prepared():
-        manual = Path(data_dir) / "manual"
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-        )
     splits = builder.info.splits.keys() if builder.is_prepared() else ()
     test_split = TFDS_TEST_SPLITS.get(
         name,

@@ -123,6 +123,14 @@ def _concatenate(datasets):
     return datasets[0]
 
 
+def _load_for(config, dataset, data_dir, cache_dir, split_seed):
+    """`load_dataset` shaped for a preset's config."""
+    return load_dataset(
+        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir,
+        split_seed=split_seed,
+    )  # fmt: skip
+
+
 def train(
     preset,
     dataset,
@@ -141,6 +149,7 @@ def train(
     callbacks=(),
     distribute="none",
     verbose=1,
+    split_seed=None,
 ):
     """Trains `preset` on `dataset` with the preset's recipe and writes the results.
 
@@ -154,7 +163,8 @@ def train(
         preset: zoo name or preset directory.
         dataset: see `keras_spikformer.data.registry.load_dataset`.
         output: run directory.
-        data_dir: where the dataset lies.
+        data_dir: where the dataset lies (None: its default folder; missing
+            public datasets are downloaded, see `load_dataset`).
         epochs: epochs in total; the recipe's schedule (warm-up, cosine,
             cooldown, MixUp switch-off) is scaled to fit (`fit_schedule`).
         batch_size, learning_rate: override the recipe.
@@ -170,6 +180,7 @@ def train(
             engine of the active backend (see `training.distribute`); the
             global batch `batch_size` is split over the replicas.
         verbose: Keras progress-bar verbosity.
+        split_seed: CIFAR10-DVS's split (None: the shipped one).
 
     Returns:
         The metrics dict.
@@ -193,9 +204,7 @@ def train(
         "config": {k: v for k, v in config.items() if k not in _NOT_ARCHITECTURE},
     }
     check_same_run(output, resume, run)
-    data = load_dataset(
-        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
-    )
+    data = _load_for(config, dataset, data_dir, cache_dir, split_seed)
     _check_classes(data, config, num_classes, dataset)
     steps = data.num_train // batch_size
     if steps < 1:
@@ -312,6 +321,7 @@ def evaluate(
     batch_size=None,
     cache_dir=None,
     verbose=1,
+    split_seed=None,
 ):
     """Test accuracy and loss of a preset (with its weights by default) on `dataset`.
 
@@ -321,9 +331,7 @@ def evaluate(
     recipe = Recipe.from_preset(preset)
     batch_size = batch_size or recipe.global_batch_size
     config = presets.read_config(presets.resolve(preset))
-    data = load_dataset(
-        dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
-    )
+    data = _load_for(config, dataset, data_dir, cache_dir, split_seed)
     _check_classes(data, config, None, dataset)
     model = build_model(preset, weights, **recipe.model_options())
     model.apply_preprocessor = False  # the pipeline below preprocesses
