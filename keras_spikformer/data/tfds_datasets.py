@@ -58,6 +58,14 @@ def _offline_error(name, data_dir, variable):
     )
 
 
+def _mocked_by_tfds(tfds):
+    """Whether `tfds.testing.mock_data` is active (tests, the tutorials' --smoke):
+    it replaces `download_and_prepare` with a no-op and serves random examples,
+    so nothing is downloaded, prepared or read from `data_dir`."""
+    method = getattr(tfds.core.DatasetBuilder, "download_and_prepare", None)
+    return "mock" in getattr(method, "__qualname__", "")
+
+
 def prepared_builder(name, data_dir=None):
     """A TFDS builder for `name` prepared in `data_dir`, downloaded if missing.
 
@@ -91,7 +99,7 @@ def prepared_builder(name, data_dir=None):
         builder = tfds.builder(name, data_dir=str(data_dir))
     except (tfds.core.registered.DatasetNotFoundError, FileNotFoundError) as error:
         raise _unknown(name, data_dir, error) from error
-    if builder.is_prepared():
+    if builder.is_prepared() or _mocked_by_tfds(tfds):
         return builder, data_dir
     manual = data_dir / "manual"
     if name == "imagenet2012" or builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
