@@ -6,6 +6,7 @@ from keras import ops
 from keras_spikformer import preset_builder, presets
 from keras_spikformer.layers.spiking_units import TRUNC_NORMAL_INIT
 from keras_spikformer.models.backbone import check_int
+from keras_spikformer.models.distillation_heads import DistillationHeadMixin
 from keras_spikformer.models.e_spikeformer.e_spikeformer_backbone import (
     ESpikeFormerBaseBackbone,
     ESpikeFormerLargeBackbone,
@@ -18,7 +19,7 @@ from keras_spikformer.neurons.integer_spike import IntegerSpikeNeuron
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class ESpikeFormer(ImageClassifier):
+class ESpikeFormer(DistillationHeadMixin, ImageClassifier):
     """E-SpikeFormer (Spike-driven Transformer V3) classifier, Base or Large.
 
     Base backbone: `logits = Dense(SN_int(mean over tokens))`, the neuron
@@ -120,28 +121,6 @@ class ESpikeFormer(ImageClassifier):
         # === Config ===
         self.num_classes = num_classes
         self.distillation_head = bool(distillation_head)
-
-    def call(self, inputs, training=None, mask=None):
-        outputs = super().call(inputs, training=training, mask=mask)
-        if not self.distillation_head or training:
-            return tuple(outputs) if self.distillation_head else outputs
-        return (outputs[0] + outputs[1]) / 2.0
-
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        spec = super().compute_output_spec(inputs, training=training, mask=mask)
-        if self.distillation_head and not training:
-            return spec[0]
-        return spec
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "distillation_head": self.distillation_head,
-            }
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")

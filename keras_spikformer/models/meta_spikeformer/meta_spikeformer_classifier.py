@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_spikformer.layers.spiking_units import TRUNC_NORMAL_INIT
 from keras_spikformer.models.backbone import check_int
+from keras_spikformer.models.distillation_heads import DistillationHeadMixin
 from keras_spikformer.models.image_classifier import ImageClassifier
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_backbone import (
     MetaSpikeFormerBackbone,
@@ -16,7 +17,7 @@ from keras_spikformer.neurons import LIFNeuron
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MetaSpikeFormer(ImageClassifier):
+class MetaSpikeFormer(DistillationHeadMixin, ImageClassifier):
     """Meta-SpikeFormer classifier.
 
     Logits are `mean over T of Dense(LIF(mean over tokens of the backbone maps)))`
@@ -96,25 +97,3 @@ class MetaSpikeFormer(ImageClassifier):
         # === Config ===
         self.num_classes = int(num_classes)
         self.distillation_head = bool(distillation_head)
-
-    def call(self, inputs, training=None, mask=None):
-        outputs = super().call(inputs, training=training, mask=mask)
-        if not self.distillation_head or training:
-            return tuple(outputs) if self.distillation_head else outputs
-        return (outputs[0] + outputs[1]) / 2.0
-
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        spec = super().compute_output_spec(inputs, training=training, mask=mask)
-        if self.distillation_head and not training:
-            return spec[0]
-        return spec
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "distillation_head": self.distillation_head,
-            }
-        )
-        return config
