@@ -247,6 +247,39 @@ class ImageClassifier(InputCheckMixin, keras.Model):
             refresh(self._fused_copy, self)
         return keras.Model.predict(self._fused_copy, x, *args, **kwargs)
 
+    # === Streaming (keras_spikformer.streaming) ===
+
+    def time_features(self, backbone_outputs):
+        """What the classifier averages over time, per step: `[batch, T, ...]`
+        (a tensor, or a tuple of them). Each family defines it."""
+        raise NotImplementedError(f"{type(self).__name__} defines no time_features.")
+
+    def logits_from_time_mean(self, means):
+        """The inference logits from the time mean of `time_features`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no logits_from_time_mean."
+        )
+
+    def stream_refusal(self):
+        """Why this model cannot run step by step (a sentence), or `None`."""
+        return None
+
+    def stream(self, batch_size, jit_compile="auto"):
+        """A stateful stream: one time step per call, membranes carried over.
+
+        See `keras_spikformer.streaming.Stream`; the stream copies the current
+        weights (call `stream()` again after training).
+
+        Example:
+        >>> stream = model.stream(batch_size=1)
+        >>> for frame in frames:  # [1, H, W, 2] event frames, or images
+        ...     out = stream.step(frame)  # {"logits", "mean_logits", "steps"}
+        >>> stream.reset_state()
+        """
+        from keras_spikformer.streaming import Stream
+
+        return Stream(self, batch_size, jit_compile=jit_compile)
+
     def export(
         self, filepath, format="tf_saved_model", fused=False, overwrite=False, **kwargs
     ):

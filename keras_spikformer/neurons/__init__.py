@@ -6,6 +6,7 @@ from keras_spikformer.neurons.integer_spike import (
     integer_spike,
 )
 from keras_spikformer.neurons.lif_neuron import LIFNeuron
+from keras_spikformer.neurons.neuron_state import CarriedMembranes
 from keras_spikformer.neurons.recording import SpikeRecord, record_spikes
 from keras_spikformer.neurons.surrogates import (
     ATanSurrogate,
@@ -16,6 +17,7 @@ from keras_spikformer.neurons.surrogates import get as get_surrogate
 
 __all__ = [
     "ATanSurrogate",
+    "CarriedMembranes",
     "IntegerSpikeNeuron",
     "LIFNeuron",
     "SigmoidSurrogate",

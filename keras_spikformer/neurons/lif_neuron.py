@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_spikformer.neurons import surrogates
+from keras_spikformer.neurons import neuron_state, surrogates
 from keras_spikformer.neurons.recording import notify
 
 
@@ -21,7 +21,9 @@ class LIFNeuron(keras.layers.Layer):
     ```
 
     The membrane starts at `v_reset` (0 for soft reset) on every call, so no
-    state leaks between batches. Membrane maths runs in float32 under mixed
+    state leaks between batches, except inside a `CarriedMembranes` scope
+    (streaming, `model.stream()`), where it starts from the membrane the
+    previous call ended with. Membrane maths runs in float32 under mixed
     precision; spikes are returned in the layer's compute dtype.
 
     Args:
@@ -111,9 +113,32 @@ class LIFNeuron(keras.layers.Layer):
         return keep + (self.v_reset - h) * surrogate_grad
 
     def call(self, inputs):
-        outputs = ops.cast(self._fire(ops.cast(inputs, "float32")), self.compute_dtype)
+        x = ops.cast(inputs, "float32")
+        scope = neuron_state.active()
+        spikes = (
+            self._fire(x) if scope is None else scope.carry(self, x, self._integrate)
+        )
+        outputs = ops.cast(spikes, self.compute_dtype)
         notify(self, outputs)
         return outputs
+
+    def _integrate(self, x, v=None):
+        """The forward time loop of `_fire` from membrane `v` (`None`: at rest).
+
+        Inference only (no custom gradient). Returns `(spikes, final membrane)`;
+        with `v=None` the spikes are exactly `_fire`'s.
+        """
+        fired = []
+        for x_t in ops.unstack(x, axis=1):
+            h = self._first_charge(x_t) if v is None else self._charge(v, x_t)
+            f = ops.greater_equal(h, self.v_threshold)
+            v = self._reset_fired(h, f)
+            fired.append(f)
+        return ops.cast(ops.stack(fired, axis=1), x.dtype), v
+
+    def resting_membrane(self, shape):
+        """The membrane at rest, `[batch, ...]` of `shape` (float32)."""
+        return ops.full(shape, self.v_reset or 0.0, dtype="float32")
 
     def _fire(self, inputs):
         # One custom gradient for the whole time loop (backpropagation through

@@ -122,6 +122,14 @@ class ESpikeFormer(DistillationHeadMixin, ImageClassifier):
         self.num_classes = num_classes
         self.distillation_head = bool(distillation_head)
 
+    def stream_refusal(self):
+        return (
+            "E-SpikeFormer (Spike-driven Transformer V3) runs one time step with "
+            "integer spikes and keeps no membrane state from one step to the "
+            "next: there is nothing to stream; call the model (or `predict`) on "
+            "each frame"
+        )
+
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
 class ESpikeFormerLarge(ESpikeFormer):

@@ -47,15 +47,22 @@ class _MembraneHeadClassifier(ImageClassifier):
         inputs = keras.Input(
             shape=backbone.inputs[0].shape[1:], name=backbone.inputs[0].name
         )
-        membrane = backbone(inputs)
-        features = ops.mean(ops.cast(membrane, "float32"), axis=(2, 3))  # [B, T, D]
-        logits = self.head(self.head_lif(features))  # [B, T, classes]
-        # Logits in float32 under mixed precision (losses and top-k metrics).
-        outputs = ops.mean(ops.cast(logits, "float32"), axis=1)
+        logits = self.time_features(backbone(inputs))  # [B, T, classes]
+        outputs = self.logits_from_time_mean(ops.mean(logits, axis=1))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
+
+    def time_features(self, membrane):
+        """Per-step logits `[batch, T, classes]` (float32, also under mixed
+        precision): token mean, head neuron, linear head."""
+        features = ops.mean(ops.cast(membrane, "float32"), axis=(2, 3))  # [B, T, D]
+        return ops.cast(self.head(self.head_lif(features)), "float32")
+
+    def logits_from_time_mean(self, logits):
+        """The time-averaged logits (already float32)."""
+        return logits
 
     def get_config(self):
         config = super().get_config()

@@ -83,11 +83,9 @@ class MetaSpikeFormer(DistillationHeadMixin, ImageClassifier):
 
         # === Functional model ===
         inputs = keras.Input(shape=backbone.input.shape[1:], name=backbone.input.name)
-        maps = self.backbone(inputs)
-        spikes = self.head_lif(ops.mean(maps, axis=(2, 3)))  # [B, T, C]
-        outputs = [ops.cast(ops.mean(self.head(spikes), axis=1), "float32")]
-        if self.head_kd is not None:
-            outputs.append(ops.cast(ops.mean(self.head_kd(spikes), axis=1), "float32"))
+        per_step = self.time_features(self.backbone(inputs))  # [B, T, classes]
+        per_step = per_step if isinstance(per_step, tuple) else (per_step,)
+        outputs = [ops.cast(ops.mean(logits, axis=1), "float32") for logits in per_step]
         super().__init__(
             inputs=inputs,
             outputs=outputs if distillation_head else outputs[0],
@@ -97,3 +95,18 @@ class MetaSpikeFormer(DistillationHeadMixin, ImageClassifier):
         # === Config ===
         self.num_classes = int(num_classes)
         self.distillation_head = bool(distillation_head)
+
+    def time_features(self, maps):
+        """Per-step logits `[batch, T, classes]` (a pair with the distillation
+        head): token mean, head neuron (it runs over time), linear head(s)."""
+        spikes = self.head_lif(ops.mean(maps, axis=(2, 3)))  # [B, T, C]
+        if self.head_kd is None:
+            return self.head(spikes)
+        return self.head(spikes), self.head_kd(spikes)
+
+    def logits_from_time_mean(self, logits):
+        """Inference logits from the time-averaged logits of each head (their
+        mean with the distillation head, as `call` returns)."""
+        if not isinstance(logits, tuple):
+            return ops.cast(logits, "float32")
+        return (ops.cast(logits[0], "float32") + ops.cast(logits[1], "float32")) / 2.0

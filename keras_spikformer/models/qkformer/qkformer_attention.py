@@ -7,7 +7,7 @@ from keras_spikformer.layers import SpikingSelfAttention
 from keras_spikformer.layers.batch_norm import BatchNorm
 from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT, SpikingDense
 from keras_spikformer.layers.time_folding import folded_shape
-from keras_spikformer.neurons import LIFNeuron
+from keras_spikformer.neurons import LIFNeuron, neuron_state
 from keras_spikformer.neurons.recording import notify
 
 
@@ -36,6 +36,12 @@ class BatchSpanningLIFNeuron(LIFNeuron):
     """
 
     def call(self, inputs):
+        if neuron_state.active() is not None:
+            raise ValueError(
+                f"{self.name} steps its membrane through the whole batch (QKFormer's "
+                "reference projection neuron), so a stream of time steps cannot "
+                "carry it: build the model with batch_spanning_projection=False."
+            )
         num_timesteps = inputs.shape[1]
         rest = tuple(inputs.shape[2:])
         perm = (1, 0) + tuple(range(2, len(inputs.shape)))

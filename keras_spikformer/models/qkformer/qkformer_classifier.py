@@ -63,14 +63,33 @@ class QKFormer(ImageClassifier):
         inputs = keras.Input(
             shape=backbone.inputs[0].shape[1:], name=backbone.inputs[0].name
         )
-        x = backbone(inputs)  # [batch, T, h, w, D]
-        features = ops.mean(ops.mean(ops.mean(x, axis=3), axis=2), axis=1)
-        # Logits in float32 under mixed precision (losses and top-k metrics).
-        outputs = ops.cast(self.head(features), "float32")
+        features = ops.mean(self.time_features(backbone(inputs)), axis=1)
+        outputs = self.logits_from_time_mean(features)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
+
+    def time_features(self, maps):
+        """Spatial mean per time step of the `[batch, T, h, w, D]` maps, `[batch, T, D]`."""
+        return ops.mean(ops.mean(maps, axis=3), axis=2)
+
+    def logits_from_time_mean(self, features):
+        """The head on the time-averaged features; float32 logits (also under
+        mixed precision, for losses and top-k metrics)."""
+        return ops.cast(self.head(features), "float32")
+
+    def stream_refusal(self):
+        if self.backbone.batch_spanning_projection:
+            return (
+                "its stage-3 projection neuron steps through the whole batch (the "
+                "reference's batch-spanning projection), so one time step cannot be "
+                "computed without the others: build the model with "
+                "batch_spanning_projection=False (e.g. `QKFormer.from_preset(name, "
+                "batch_spanning_projection=False)`; outputs then differ from the "
+                "reference checkpoints) to stream it"
+            )
+        return None
 
     def get_config(self):
         config = super().get_config()

@@ -85,18 +85,25 @@ class SpikeDrivenTransformer(ImageClassifier):
         inputs = keras.Input(
             shape=backbone.inputs[0].shape[1:], name=backbone.inputs[0].name
         )
-        membrane = backbone(inputs)
-        features = ops.mean(ops.cast(membrane, "float32"), axis=(2, 3))  # [B, T, D]
-        logits = self.head(self.head_lif(features))  # [B, T, classes]
+        logits = self.time_features(backbone(inputs))  # [B, T, classes]
         if not per_step_logits:
-            logits = ops.mean(ops.cast(logits, "float32"), axis=1)
-        # Logits in float32 under mixed precision (losses and top-k metrics).
-        outputs = ops.cast(logits, "float32")
+            logits = ops.mean(logits, axis=1)
+        outputs = self.logits_from_time_mean(logits)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
         self.per_step_logits = bool(per_step_logits)
+
+    def time_features(self, membrane):
+        """Per-step logits `[batch, T, classes]` (float32): token mean, head
+        neuron (it runs over time), linear head."""
+        features = ops.mean(ops.cast(membrane, "float32"), axis=(2, 3))  # [B, T, D]
+        return ops.cast(self.head(self.head_lif(features)), "float32")
+
+    def logits_from_time_mean(self, logits):
+        """The time-averaged logits, in float32 under mixed precision too."""
+        return ops.cast(logits, "float32")
 
     def get_config(self):
         config = super().get_config()

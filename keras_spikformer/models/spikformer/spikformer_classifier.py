@@ -63,14 +63,21 @@ class Spikformer(ImageClassifier):
         inputs = keras.Input(
             shape=backbone.inputs[0].shape[1:], name=backbone.inputs[0].name
         )
-        tokens = backbone(inputs)
-        features = ops.mean(ops.mean(tokens, axis=2), axis=1)  # tokens, then time
-        # Logits in float32 under mixed precision (losses and top-k metrics).
-        outputs = ops.cast(self.head(features), "float32")
+        features = ops.mean(self.time_features(backbone(inputs)), axis=1)
+        outputs = self.logits_from_time_mean(features)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
+
+    def time_features(self, tokens):
+        """Token mean per time step, `[batch, T, D]` (averaged over time next)."""
+        return ops.mean(tokens, axis=2)
+
+    def logits_from_time_mean(self, features):
+        """The head on the time-averaged features; float32 logits (also under
+        mixed precision, for losses and top-k metrics)."""
+        return ops.cast(self.head(features), "float32")
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,10 @@
+"""Streaming inference: one time step per call, membranes carried over."""
+
+from keras_spikformer.streaming.step_network import (
+    StepNetwork,
+    check_streamable,
+    single_step_copy,
+)
+from keras_spikformer.streaming.stream import Stream
+
+__all__ = ["Stream", "StepNetwork", "check_streamable", "single_step_copy"]
