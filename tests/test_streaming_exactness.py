@@ -116,8 +116,9 @@ def multi_step(model, images):
     return maybe_jit(run)(values(model), images)
 
 
-def stepwise(stream, images, num_steps):
-    """Outputs and spikes of each step of the stream's pure step function."""
+def stepwise(stream, inputs):
+    """Outputs and spikes of each step of the stream's pure step function,
+    one step per element of `inputs`."""
     network = stream.network
 
     def run(variables, state, x):
@@ -127,8 +128,8 @@ def stepwise(stream, images, num_steps):
 
     run = maybe_jit(run)
     state, steps = network.initial_state(), []
-    for _ in range(num_steps):
-        state, outputs, spikes = run(values(network.network), state, images)
+    for x in inputs:
+        state, outputs, spikes = run(values(network.network), state, x)
         steps.append((outputs, spikes))
     return steps
 
@@ -139,7 +140,7 @@ def test_step_by_step_gives_every_spike_and_the_logits(family):
     num_steps = model.backbone.num_timesteps
     logits, spikes = multi_step(model, images)
     stream = model.stream(batch_size=images.shape[0])
-    steps = stepwise(stream, images, num_steps)
+    steps = stepwise(stream, [images] * num_steps)
 
     assert len(steps[0][1]) == len(spikes) > 0
     for i, reference in enumerate(spikes):
