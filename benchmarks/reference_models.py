@@ -197,6 +197,21 @@ def _image(args):
     return height, width, channels, (channels, height, width)
 
 
+def _common(args, task):
+    """The constructor arguments Spikformer, SDT and QKFormer share."""
+    height, width, channels = args["image_shape"]
+    return {
+        "img_size_h": height,
+        "img_size_w": width,
+        "in_channels": channels,
+        "num_classes": task["num_classes"],
+        "embed_dims": args["hidden_dim"],
+        "num_heads": args["num_heads"],
+        "mlp_ratios": _ratio(args["mlp_ratio"]),
+        "sr_ratios": 1,
+    }
+
+
 def _ratio(value):
     """An MLP ratio as the reference configs give it (4, not 4.0: some
     references size layers with `dim * mlp_ratio`)."""
@@ -208,16 +223,9 @@ def spikformer(args, task):
     (bias-free, T fixed at 4) or cifar10dvs (event frames, scale 0.25)."""
     height, width, channels, shape = _image(args)
     kwargs = {
-        "img_size_h": height,
-        "img_size_w": width,
+        **_common(args, task),
         "patch_size": args["patch_size"],
-        "in_channels": channels,
-        "num_classes": task["num_classes"],
-        "embed_dims": args["hidden_dim"],
-        "num_heads": args["num_heads"],
-        "mlp_ratios": _ratio(args["mlp_ratio"]),
         "depths": args["num_layers"],
-        "sr_ratios": 1,
     }
     scale, bias, steps = (
         args["attention_scale"],
@@ -254,7 +262,7 @@ def spikformer(args, task):
 def sdt(args, task):
     """BICLab/Spike-Driven-Transformer `model/spikeformer.py`, as its train.py
     calls it (`create_model("sdt", ...)`: bias-free q/k/v, LIF neurons)."""
-    height, width, channels, shape = _image(args)
+    shape = _image(args)[3]
     if task.get("per_step_logits"):
         raise SystemExit(
             "per_step_logits=True (the reference's TET mode) is not timed by this "
@@ -263,18 +271,11 @@ def sdt(args, task):
     if args["encoding"] == "frames":
         shape = (args["num_timesteps"],) + shape
     kwargs = {
-        "img_size_h": height,
-        "img_size_w": width,
-        "in_channels": channels,
-        "num_classes": task["num_classes"],
-        "embed_dims": args["hidden_dim"],
-        "num_heads": args["num_heads"],
-        "mlp_ratios": _ratio(args["mlp_ratio"]),
+        **_common(args, task),
         "depths": args["num_layers"],
         "T": args["num_timesteps"],
         "pooling_stat": args["pooling"],
         "qkv_bias": False,
-        "sr_ratios": 1,
         "spike_mode": "lif",
         "dvs_mode": bool(args["erode"]),
         "TET": False,
@@ -285,7 +286,7 @@ def sdt(args, task):
 def qkformer(args, task):
     """zhouchenlin2096/QKFormer `cifar10/model.py` (stages of 1, 1 and
     depth - 2 blocks, 8 heads forced)."""
-    height, width, channels, shape = _image(args)
+    shape = _image(args)[3]
     stages = list(args["stage_depths"])
     if args["flavour"] != "cifar" or args["encoding"] != "direct":
         raise SystemExit(
@@ -304,17 +305,10 @@ def qkformer(args, task):
             "reference's projection batch norm spans time and batch)."
         )
     kwargs = {
-        "img_size_h": height,
-        "img_size_w": width,
+        **_common(args, task),
         "patch_size": 4,
-        "in_channels": channels,
-        "num_classes": task["num_classes"],
-        "embed_dims": args["hidden_dim"],
-        "num_heads": 8,
-        "mlp_ratios": _ratio(args["mlp_ratio"]),
         "qkv_bias": False,
         "depths": sum(stages),
-        "sr_ratios": 1,
         "T": args["num_timesteps"],
     }
     return "cifar10/model.py", "spiking_transformer", kwargs, {}, shape

@@ -31,7 +31,6 @@ import importlib.util
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +42,7 @@ from reference_models import (  # noqa: E402
     read_preset,
     reference_model,
 )
-from throughput import peak_rss_mb  # noqa: E402
+from throughput import peak_rss_mb, time_steps  # noqa: E402
 
 SPIKINGJELLY_VERSION = "0.0.0.0.12"
 
@@ -258,20 +257,6 @@ def logits_of(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-def _timing(step, args):
-    started = time.perf_counter()
-    step()
-    first_seconds = time.perf_counter() - started
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return first_seconds, times
-
-
 def run(args):
     config, task, meta, ref = resolve(args)
     model_py = check_checkout(args.reference_dir, ref)
@@ -320,7 +305,7 @@ def run(args):
                 logits_of(model(x)).cpu().numpy()
             functional.reset_net(model)
 
-    first_seconds, times = _timing(step, args)
+    first_seconds, times = time_steps(step, args.steps, args.warmup)
     machine = machine_info()
     record = {
         "preset": args.preset,

@@ -93,6 +93,25 @@ def peak_rss_mb():
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def time_steps(step, steps, warmup):
+    """Runs `step` once, `warmup` times, then `steps` timed times.
+
+    Returns:
+        `(seconds of the first call, [seconds of each timed call])`.
+    """
+    started = time.perf_counter()
+    step()
+    first_seconds = time.perf_counter() - started
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return first_seconds, times
+
+
 def device_name():
     import keras
 
@@ -161,16 +180,7 @@ def run(args):
         def step():
             np.asarray(model.predict_on_batch(x))
 
-    started = time.perf_counter()
-    step()
-    compile_seconds = time.perf_counter() - started
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+    compile_seconds, times = time_steps(step, args.steps, args.warmup)
     median = statistics.median(times)
     return {
         "preset": args.preset,
