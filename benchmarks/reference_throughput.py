@@ -156,6 +156,16 @@ _TORCHVISION_SCHEMAS = (
 _torchvision_library = []  # keeps the shim's op definitions alive
 
 
+def _import_timm():
+    try:
+        importlib.import_module("timm")
+    except ValueError as error:  # timm 0.6.12's dataclasses on Python >= 3.11
+        raise SystemExit(
+            f"timm does not import on Python {sys.version.split()[0]} ({error}); "
+            "install timm==0.6.13 (the same models, fixed for Python 3.11)."
+        ) from error
+
+
 def import_timm():
     """Imports timm; returns True if torchvision's compiled ops needed a shim.
 
@@ -170,8 +180,7 @@ def import_timm():
     if "timm" in sys.modules:
         return bool(_torchvision_library)
     try:
-        import timm  # noqa: F401
-
+        _import_timm()
         return False
     except RuntimeError as error:
         if "torchvision::" not in str(error):
@@ -184,8 +193,7 @@ def import_timm():
     for schema in _TORCHVISION_SCHEMAS:
         library.define(schema)
     _torchvision_library.append(library)
-    import timm  # noqa: F401, F811
-
+    _import_timm()
     print(
         f"note: torchvision's compiled ops do not load with this torch ({reason}); "
         "defined the nms/qnms schemas it registers at import (unused here). "
