@@ -227,10 +227,12 @@ def _medians(records):
         out.append(
             {
                 **runs[0],
-                "images_per_second": statistics.median(
-                    r["images_per_second"] for r in runs
+                "images_per_second": round(
+                    statistics.median(r["images_per_second"] for r in runs), 2
                 ),
-                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+                "peak_rss_mb": round(
+                    statistics.median(r["peak_rss_mb"] for r in runs), 1
+                ),
                 "repeats": len(runs),
             }
         )
