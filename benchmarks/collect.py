@@ -4,20 +4,23 @@ Reads the records of `throughput.py` (ours), `reference_throughput.py`
 (`implementation: "reference"`) and `machine_info.py` (`record: "machine"`),
 and prints the machine they ran on (CPU model, AVX2 / AVX-512), the table of
 every run with the ratio ours / reference (images/s and peak RSS) for the same
-preset, mode and batch, and a summary of the best of ours against the
-reference per mode.
+preset, mode and batch, a summary of the best of ours against the reference
+per mode, and, for records of the families with a reference harness, the
+family table: medians over repeats, ratios within one machine only.
 
 Usage:
-    python benchmarks/collect.py results/*.json [--markdown PATH]
+    python benchmarks/collect.py results/*.json [--markdown PATH] [--family-table]
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_info import vector_summary  # noqa: E402
+from reference_models import FAMILY_NAMES, family_of  # noqa: E402
 
 COLUMNS = [
     ("implementation", "implementation"),
@@ -192,9 +195,144 @@ def _label(record):
     return ", ".join([record["backend"]] + extras)
 
 
+def platform_of(record):
+    """ "cpu", or the accelerator a record ran on (GPU rows never meet CPU rows)."""
+    device = str(record.get("device", ""))
+    return "cpu" if not device or "cpu" in device.lower() else device
+
+
+def family_of_record(record):
+    """The record's family: its `family` field, else its preset's (or "")."""
+    return record.get("family") or family_of(record["preset"])
+
+
+def _configuration(record):
+    return (
+        implementation(record),
+        record["backend"],
+        record["dtype"],
+        bool(record.get("remat")),
+        bool(record.get("fused")),
+        record.get("xla_flags", ""),
+    )
+
+
+def _medians(records):
+    """Per configuration: a copy of one record with median images/s and RSS."""
+    groups = {}
+    for r in records:
+        groups.setdefault(_configuration(r), []).append(r)
+    out = []
+    for runs in groups.values():
+        out.append(
+            {
+                **runs[0],
+                "images_per_second": round(
+                    statistics.median(r["images_per_second"] for r in runs), 2
+                ),
+                "peak_rss_mb": round(
+                    statistics.median(r["peak_rss_mb"] for r in runs), 1
+                ),
+                "repeats": len(runs),
+            }
+        )
+    return out
+
+
+def _ratio(ours, ref, key):
+    return f"{ours[key] / ref[key]:.2f}x" if ref[key] else ""
+
+
+def family_rows(records):
+    """The family table's rows: per family, preset, batch, mode and machine.
+
+    Repeats of one configuration (implementation, backend, dtype, remat, fused,
+    XLA flags) become their median images/s and peak RSS; each ratio is ours /
+    the reference's median from the same machine (CPU model, family, flags,
+    cores) and platform (CPU or the named GPU), never across machines.
+
+    Returns:
+        dicts with `family`, `preset`, `batch_size`, `mode`, `machine`,
+        `reference` (median record), `fastest`, `torch` (our fastest torch
+        run or None) and `lightest` (our lowest peak RSS).
+    """
+    groups = {}
+    for r in records:
+        family = r.get("record") != "machine" and family_of_record(r)
+        if family in FAMILY_NAMES:
+            key = (family, r["preset"], r["batch_size"], r["mode"])
+            key += (machine_of(r), platform_of(r))
+            groups.setdefault(key, []).append(r)
+    rows = []
+    for key in sorted(groups, key=str):
+        runs = _medians(groups[key])
+        refs = [r for r in runs if implementation(r) == "reference"]
+        ours = [r for r in runs if implementation(r) != "reference"]
+        if not refs or not ours:
+            continue
+        torch_runs = [r for r in ours if r["backend"] == "torch"]
+        fastest = max(ours, key=lambda r: r["images_per_second"])
+        rows.append(
+            {
+                **dict(
+                    zip(("family", "preset", "batch_size", "mode"), key, strict=False)
+                ),
+                "machine": key[4],
+                "platform": key[5],
+                "reference": refs[0],
+                "fastest": fastest,
+                "torch": max(torch_runs, key=lambda r: r["images_per_second"])
+                if torch_runs
+                else None,
+                "lightest": min(ours, key=lambda r: r["peak_rss_mb"]),
+            }
+        )
+    return rows
+
+
+def family_table(records):
+    """The per-family markdown table (one per machine), or "" without pairs."""
+    rows = family_rows(records)
+    if not rows:
+        return ""
+    head = (
+        "| family | preset | batch | mode | reference images/s (repeats) "
+        "| ours, fastest | x reference | ours, torch | x reference "
+        "| reference peak RSS (MB) | ours, lowest RSS | x reference |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    parts = []
+    for place in sorted({(r["machine"], r["platform"]) for r in rows}, key=str):
+        lines = [head]
+        for row in (r for r in rows if (r["machine"], r["platform"]) == place):
+            ref, fast, light, tch = (
+                row[k] for k in ("reference", "fastest", "lightest", "torch")
+            )
+            torch_cells = (
+                f"{tch['images_per_second']} | {_ratio(tch, ref, 'images_per_second')}"
+                if tch
+                else " | "
+            )
+            lines.append(
+                f"| {row['family']} | {row['preset']} | {row['batch_size']} "
+                f"| {row['mode']} | {ref['images_per_second']} ({ref['repeats']}) "
+                f"| {fast['images_per_second']} ({_label(fast)}) "
+                f"| {_ratio(fast, ref, 'images_per_second')} | {torch_cells} "
+                f"| {ref['peak_rss_mb']} | {light['peak_rss_mb']} ({_label(light)}) "
+                f"| {_ratio(light, ref, 'peak_rss_mb')} |"
+            )
+        example = next(r for r in rows if (r["machine"], r["platform"]) == place)
+        where = machine_line([example["reference"]])
+        if place[1] != "cpu":
+            where += f"; {place[1]}"
+        parts.append(where + " (medians over repeats)\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def report(records):
-    """Machine line, the table of runs and the summary, as markdown."""
+    """Machine line, the table of runs, the summary and the family table."""
     parts = [machine_line(records), table(records), summary(records)]
+    parts.append(family_table(records))
     return "\n\n".join(p for p in parts if p)
 
 
@@ -202,12 +340,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="JSON records")
     parser.add_argument("--markdown", help="also write the report here")
+    parser.add_argument(
+        "--family-table",
+        action="store_true",
+        help="only the family table (medians of repeats, ratios per family)",
+    )
     args = parser.parse_args(argv)
     records = []
     for path in args.paths:
         with open(path) as f:
             records.append(json.load(f))
-    text = report(records)
+    text = family_table(records) if args.family_table else report(records)
+    if not text:
+        text = "No family rows: no reference record pairs with one of ours."
     print(text)
     if args.markdown:
         tmp = args.markdown + ".tmp"

@@ -1,16 +1,21 @@
-"""Throughput and peak memory of the reference Spikformer (PyTorch, SpikingJelly).
+"""Throughput and peak memory of a family's reference model (PyTorch, SpikingJelly).
 
-Runs the reference code of ZK-Zhou/spikformer from a checkout the user points
-to (nothing of it is copied into this repository), built to match one of our
-zoo presets, with the same batch, modes, timing and JSON record as
-`throughput.py`, plus `implementation: "reference"`. SpikingJelly 0.0.0.0.12's
-`MultiStepLIFNode` is built with the reference's `backend='cupy'` argument and
-then switched to `backend='torch'` (same equations; CuPy needs a GPU).
+Runs the authors' code of Spikformer, Spike-driven Transformer (V1),
+QKFormer or Meta-SpikeFormer (SDT V2) from a checkout the user points to
+(nothing of it is copied into this repository), built to match one of our zoo
+presets (`reference_models.py`; the family follows from the preset) with its
+trainable parameter count checked against ours, and timed with the same batch,
+modes and JSON record as `throughput.py`, plus `implementation: "reference"`.
+The references build SpikingJelly 0.0.0.0.12's neurons with
+`backend='cupy'`; on the CPU they are switched to `backend='torch'` (same
+equations; CuPy needs a GPU). `--device cuda --neuron-backend cupy` runs them
+as their users do on a GPU.
 
-Usage (in a separate environment with torch, spikingjelly==0.0.0.0.12,
-timm==0.5.4; see benchmarks/README.md):
-    python benchmarks/reference_throughput.py --reference-dir ~/spikformer \\
-        --preset spikformer_4_384_cifar10 --mode train --batch-size 32 \\
+Usage (in a separate environment with torch, spikingjelly==0.0.0.0.12 and the
+family's timm: 0.5.4 for Spikformer, 0.6.12 for the others; see
+benchmarks/README.md):
+    python benchmarks/reference_throughput.py --reference-dir ~/QKFormer \\
+        --preset qkformer_4_384_cifar10 --mode train --batch-size 32 \\
         [--steps 5] [--warmup 2] [--threads N] --json results/reference_train.json
 
 train: one AdamW step (lr 1e-4) on cross-entropy, forward + backward +
@@ -23,40 +28,37 @@ import argparse
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine_info import git_commit, machine_info, write_record  # noqa: E402
-from throughput import peak_rss_mb  # noqa: E402
+from reference_models import (  # noqa: E402
+    FAMILY_NAMES,
+    check_parameter_count,
+    counted_parameters,
+    read_preset,
+    reference_model,
+)
+from throughput import peak_rss_mb, time_steps  # noqa: E402
 
-ZOO = Path(__file__).resolve().parent.parent / "zoo"
 SPIKINGJELLY_VERSION = "0.0.0.0.12"
-CLONE_HINT = "get one with `git clone https://github.com/ZK-Zhou/spikformer`"
-# Neuron options the reference hard-codes; a preset that changes one has no
-# reference counterpart.
-REFERENCE_NEURON = {
-    "tau": 2.0,
-    "v_threshold": 1.0,
-    "attention_v_threshold": 0.5,
-    "v_reset": 0.0,
-    "decay_input": True,
-    "detach_reset": True,
-    "surrogate": "sigmoid",
-}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--reference-dir", required=True, help="a checkout of ZK-Zhou/spikformer"
+        "--reference-dir", required=True, help="a checkout of the family's reference"
     )
     parser.add_argument(
         "--preset", default="spikformer_4_384_cifar10", help="zoo name or directory"
+    )
+    parser.add_argument(
+        "--family",
+        choices=FAMILY_NAMES,
+        help="optional: must be the preset's family (it is inferred from it)",
     )
     parser.add_argument("--mode", choices=["train", "infer"], required=True)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -67,135 +69,83 @@ def parse_args(argv=None):
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads (default: torch's)"
     )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--neuron-backend",
+        choices=["torch", "cupy"],
+        default="torch",
+        help="SpikingJelly backend of the neurons (cupy: the references' own, "
+        "needs --device cuda and cupy)",
+    )
     parser.add_argument("--json", help="write the record here")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--batch-size and --steps must be >= 1, --warmup >= 0")
+    if args.neuron_backend == "cupy" and args.device != "cuda":
+        parser.error("--neuron-backend cupy runs CUDA kernels: add --device cuda")
     return args
 
 
-def read_preset(preset):
-    """`(backbone config, num_classes)` of a Spikformer zoo preset or directory."""
-    path = Path(preset) if os.path.isdir(preset) else ZOO / preset
-    if not (path / "config.json").is_file():
-        names = sorted(p.name for p in ZOO.iterdir() if p.name.startswith("spikf"))
+def resolve(args):
+    """`(config, task, metadata, Reference)` of `--preset`, `--family` checked."""
+    config, task, meta = read_preset(args.preset)
+    ref = reference_model(config, task)
+    if args.family and args.family != ref.family:
         raise SystemExit(
-            f"No preset {preset!r}: {path / 'config.json'} does not exist. "
-            f"Pass a zoo name ({', '.join(names)}) or a preset directory."
+            f"--family {args.family} does not match preset {args.preset!r}, a "
+            f"{ref.family} preset; leave --family out (the preset decides it)."
         )
-    config = json.loads((path / "config.json").read_text())
-    if config.get("class_name") != "SpikformerBackbone":
-        raise SystemExit(
-            f"Preset {preset!r} is a {config.get('class_name')}; the reference "
-            "code is Spikformer's, so pass a spikformer_* preset."
-        )
-    task = path / "task.json"
-    classes = (
-        json.loads(task.read_text())["config"]["num_classes"] if task.is_file() else 0
-    )
-    if not classes:
-        raise SystemExit(f"Preset {preset!r} has no classifier (task.json).")
-    return config["config"], classes
+    return config["config"], task, meta, ref
 
 
-def reference_variant(config, num_classes):
-    """Which reference model.py matches the preset, and its constructor kwargs.
-
-    Returns:
-        `(folder, kwargs)`: "cifar10" (Linear q/k/v with bias, T argument),
-        "imagenet" (bias-free 1x1 convs, T fixed at 4) or "cifar10dvs"
-        (event frames, attention scale 0.25).
-    """
-    for key, value in REFERENCE_NEURON.items():
-        if config.get(key) != value:
-            raise SystemExit(
-                f"The preset's {key}={config.get(key)!r} has no reference "
-                f"counterpart (the reference hard-codes {value!r})."
-            )
-    height, width, channels = config["image_shape"]
-    kwargs = {
-        "img_size_h": height,
-        "img_size_w": width,
-        "patch_size": config["patch_size"],
-        "in_channels": channels,
-        "num_classes": num_classes,
-        "embed_dims": config["hidden_dim"],
-        "num_heads": config["num_heads"],
-        "mlp_ratios": config["mlp_ratio"],
-        "depths": config["num_layers"],
-        "sr_ratios": 1,
-    }
-    scale, bias, steps = (
-        config["attention_scale"],
-        config["qkv_bias"],
-        config["num_timesteps"],
-    )
-    if config["encoding"] == "frames":
-        folder, want = "cifar10dvs", (0.25, False)
-        if (height, width) != (128, 128):
-            raise SystemExit(
-                "The event-frame reference hard-codes 128x128 frames in its patch "
-                f"splitting; the preset has {height}x{width}."
-            )
-    elif bias:
-        folder, want = "cifar10", (0.125, True)
-        kwargs["T"] = steps
-    else:
-        folder, want = "imagenet", (0.125, False)
-        if steps != 4:
-            raise SystemExit(
-                f"The ImageNet reference fixes T=4 in its forward; the preset has "
-                f"T={steps}."
-            )
-    if (scale, bias) != want:
-        raise SystemExit(
-            f"The preset (attention_scale={scale}, qkv_bias={bias}) matches no "
-            f"reference model: {folder}/model.py has scale {want[0]}, "
-            f"qkv bias {want[1]}."
-        )
-    return folder, kwargs
-
-
-def check_checkout(reference_dir, folder):
-    """The reference's model.py for `folder`, or a clear exit."""
+def check_checkout(reference_dir, ref):
+    """The reference's model file for `ref`, or a clear exit."""
     root = Path(reference_dir).expanduser()
-    model_py = root / folder / "model.py"
+    hint = f"get one with `git clone https://github.com/{ref.repository}`"
     if not root.is_dir():
-        raise SystemExit(f"--reference-dir {root} is not a directory; {CLONE_HINT}.")
+        raise SystemExit(f"--reference-dir {root} is not a directory; {hint}.")
+    model_py = root / ref.source
     text = model_py.read_text() if model_py.is_file() else ""
-    if "class Spikformer" not in text or "MultiStepLIFNode" not in text:
+    if f"class {ref.factory}(" not in text:
         raise SystemExit(
-            f"{root} is not a checkout of ZK-Zhou/spikformer: {model_py} is missing "
-            f"or defines no Spikformer with MultiStepLIFNode neurons; {CLONE_HINT}."
+            f"{root} is not a checkout of {ref.repository}: {model_py} is missing "
+            f"or defines no {ref.factory}; {hint}."
         )
     return model_py
 
 
-def check_dependencies():
+def check_dependencies(ref):
     """Imports torch, spikingjelly, timm; exits naming what is missing."""
     from importlib import metadata
 
-    missing = []
-    for module, pip_name in (
+    wanted = [
         ("torch", "torch"),
         ("spikingjelly", f"spikingjelly=={SPIKINGJELLY_VERSION}"),
-        ("timm", "timm==0.5.4"),
-    ):
-        if importlib.util.find_spec(module) is None:
-            missing.append(pip_name)
+    ]
+    wanted += [("timm", f"timm=={ref.timm}"), ("numpy", "numpy")]
+    missing = [
+        pip for module, pip in wanted if importlib.util.find_spec(module) is None
+    ]
     if missing:
         raise SystemExit(
             f"{sys.executable} lacks {', '.join(missing)}: the reference needs its "
             f"own environment, e.g. `python -m venv refvenv && refvenv/bin/pip "
-            f"install torch {' '.join(missing)} numpy` (benchmarks/README.md)."
+            f"install torch {' '.join(missing)} einops torchinfo` "
+            "(benchmarks/README.md)."
         )
     versions = {m: metadata.version(m) for m in ("torch", "spikingjelly", "timm")}
-    if versions["spikingjelly"] != SPIKINGJELLY_VERSION:
-        print(
-            f"warning: spikingjelly {versions['spikingjelly']}, the reference was "
-            f"written for {SPIKINGJELLY_VERSION}",
-            file=sys.stderr,
-        )
+    # timm 0.6.12 does not import on Python 3.11 (0.6.13 fixed that): the
+    # release series is what matters.
+    for name, want, got in (
+        ("spikingjelly", SPIKINGJELLY_VERSION, versions["spikingjelly"]),
+        ("timm", ref.timm.rsplit(".", 1)[0], versions["timm"].rsplit(".", 1)[0]),
+    ):
+        if got != want:
+            print(
+                f"warning: {name} {versions[name]}; the {ref.family} reference was "
+                f"written for {name} {ref.timm if name == 'timm' else want}",
+                file=sys.stderr,
+            )
     return versions
 
 
@@ -204,6 +154,16 @@ _TORCHVISION_SCHEMAS = (
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 )
 _torchvision_library = []  # keeps the shim's op definitions alive
+
+
+def _import_timm():
+    try:
+        importlib.import_module("timm")
+    except ValueError as error:  # timm 0.6.12's dataclasses on Python >= 3.11
+        raise SystemExit(
+            f"timm does not import on Python {sys.version.split()[0]} ({error}); "
+            "install timm==0.6.13 (the same models, fixed for Python 3.11)."
+        ) from error
 
 
 def import_timm():
@@ -220,8 +180,7 @@ def import_timm():
     if "timm" in sys.modules:
         return bool(_torchvision_library)
     try:
-        import timm  # noqa: F401
-
+        _import_timm()
         return False
     except RuntimeError as error:
         if "torchvision::" not in str(error):
@@ -234,8 +193,7 @@ def import_timm():
     for schema in _TORCHVISION_SCHEMAS:
         library.define(schema)
     _torchvision_library.append(library)
-    import timm  # noqa: F401, F811
-
+    _import_timm()
     print(
         f"note: torchvision's compiled ops do not load with this torch ({reason}); "
         "defined the nms/qnms schemas it registers at import (unused here). "
@@ -260,12 +218,21 @@ def _cupy_backend_accepted():
         neuron.check_backend = original
 
 
-def build_reference(model_py, folder, kwargs):
-    """The reference model with every neuron on SpikingJelly's torch backend."""
-    from spikingjelly.clock_driven.neuron import MultiStepLIFNode
+def build_reference(model_py, ref, root, neuron_backend="torch"):
+    """The reference model, its neurons on `neuron_backend`.
+
+    Returns:
+        `(model, number of SpikingJelly neurons)`.
+    """
+    from spikingjelly.clock_driven.neuron import BaseNode
 
     import_timm()
-    name = f"reference_{folder}"
+    # The checkout's own imports (SDT's `from module import *`) resolve from
+    # its root and the model file's folder.
+    for folder in (str(model_py.parent), str(Path(root).expanduser())):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    name = f"reference_{ref.family}"
     spec = importlib.util.spec_from_file_location(name, model_py)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # timm's register_model looks the module up
@@ -273,25 +240,35 @@ def build_reference(model_py, folder, kwargs):
         spec.loader.exec_module(module)
     except ImportError as error:
         raise SystemExit(
-            f"Importing {model_py} failed ({error}); install what it names "
-            "(cifar10dvs needs einops) or a timm that still has timm.models.layers "
-            "(timm==0.5.4)."
+            f"Importing {model_py} failed ({error}); install what it names (einops, "
+            f"torchinfo) or the timm it was written for (timm=={ref.timm})."
         ) from error
-    with _cupy_backend_accepted():
-        model = module.Spikformer(**kwargs)
-    neurons = [m for m in model.modules() if isinstance(m, MultiStepLIFNode)]
+    accept = (
+        _cupy_backend_accepted if neuron_backend == "torch" else contextlib.nullcontext
+    )
+    with accept():
+        model = getattr(module, ref.factory)(**ref.kwargs)
+    for key, value in ref.attributes.items():
+        setattr(model, key, value)
+    neurons = [m for m in model.modules() if isinstance(m, BaseNode)]
     if not neurons:
-        raise SystemExit(f"{model_py} built a model without MultiStepLIFNode neurons.")
+        raise SystemExit(f"{model_py} built a model without SpikingJelly neurons.")
     for node in neurons:
-        node.backend = "torch"
+        if hasattr(node, "backend"):
+            node.backend = neuron_backend
     return model, len(neurons)
 
 
+def logits_of(output):
+    """The class logits of a reference forward (SDT returns `(x, hook)`,
+    Meta-SpikeFormer with a distillation head `(x, x_kd)` in training)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
 def run(args):
-    config, num_classes = read_preset(args.preset)
-    folder, kwargs = reference_variant(config, num_classes)
-    model_py = check_checkout(args.reference_dir, folder)
-    versions = check_dependencies()
+    config, task, meta, ref = resolve(args)
+    model_py = check_checkout(args.reference_dir, ref)
+    versions = check_dependencies(ref)
     import numpy as np
     import torch
     from spikingjelly.clock_driven import functional
@@ -300,14 +277,22 @@ def run(args):
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     torchvision_shim = import_timm()
-    model, num_neurons = build_reference(model_py, folder, kwargs)
+    model, num_neurons = build_reference(
+        model_py, ref, args.reference_dir, args.neuron_backend
+    )
+    params, unused = counted_parameters(
+        ((n, p.numel()) for n, p in model.named_parameters() if p.requires_grad),
+        ref.unused,
+    )
+    check_parameter_count(args.preset, meta.get("trainable_params"), params)
+    device = torch.device(args.device)
+    model.to(device)
     rng = np.random.default_rng(0)
-    height, width, channels = config["image_shape"]
-    shape = (args.batch_size, channels, height, width)
-    if folder == "cifar10dvs":
-        shape = (args.batch_size, config["num_timesteps"]) + shape[1:]
-    x = torch.from_numpy(rng.normal(size=shape).astype("float32"))
-    y = torch.from_numpy(rng.integers(0, num_classes, args.batch_size))
+    shape = (args.batch_size,) + tuple(ref.input_shape)
+    x = torch.from_numpy(rng.normal(size=shape).astype("float32")).to(device)
+    labels = rng.integers(0, task["num_classes"], args.batch_size)
+    y = torch.from_numpy(labels).to(device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     if args.mode == "train":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -315,31 +300,24 @@ def run(args):
 
         def step():
             optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(logits_of(model(x)), y)
             loss.backward()
             optimizer.step()
             functional.reset_net(model)
+            sync()
     else:
         model.eval()
 
         def step():
             with torch.no_grad():
-                model(x).numpy()
+                logits_of(model(x)).cpu().numpy()
             functional.reset_net(model)
 
-    started = time.perf_counter()
-    step()
-    first_seconds = time.perf_counter() - started
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+    first_seconds, times = time_steps(step, args.steps, args.warmup)
     machine = machine_info()
-    return {
+    record = {
         "preset": args.preset,
+        "family": ref.family,
         "implementation": "reference",
         "backend": "torch",
         "mode": args.mode,
@@ -357,13 +335,20 @@ def run(args):
         "threads": torch.get_num_threads(),
         **versions,  # torch, spikingjelly, timm
         "torchvision_shim": torchvision_shim,
-        "neuron_backend": "torch",
+        "neuron_backend": args.neuron_backend,
         "num_neurons": num_neurons,
-        "reference_model": f"{folder}/model.py",
+        "trainable_params": params,
+        "unused_params_left_out": unused,
+        "reference_repository": ref.repository,
+        "reference_model": ref.source,
         "reference_sha256": hashlib.sha256(model_py.read_bytes()).hexdigest()[:12],
         "xla_flags": "",
-        "commit": git_commit(model_py.parent.parent),
+        "commit": git_commit(Path(args.reference_dir).expanduser()),
     }
+    if args.device == "cuda":
+        record["device"] = torch.cuda.get_device_name()
+        record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return record
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""Training and inference throughput and peak memory of a Spikformer preset.
+"""Training and inference throughput and peak memory of a zoo preset (any family).
 
 Measures images/second (median over timed steps, after warm-up and
 compilation) and the process's peak resident memory, prints a table and writes
@@ -93,6 +93,25 @@ def peak_rss_mb():
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def time_steps(step, steps, warmup):
+    """Runs `step` once, `warmup` times, then `steps` timed times.
+
+    Returns:
+        `(seconds of the first call, [seconds of each timed call])`.
+    """
+    started = time.perf_counter()
+    step()
+    first_seconds = time.perf_counter() - started
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return first_seconds, times
+
+
 def device_name():
     import keras
 
@@ -136,12 +155,13 @@ def run(args):
     import keras
     import numpy as np
 
-    from keras_spikformer import Spikformer
+    from keras_spikformer import ImageClassifier
 
     options = {"remat": True} if args.remat else {}
     if args.dtype != "float32":
         options["dtype"] = args.dtype
-    model = Spikformer.from_preset(args.preset, load_weights=False, **options)
+    # ImageClassifier builds the preset's own class (Spikformer, QKFormer, ...).
+    model = ImageClassifier.from_preset(args.preset, load_weights=False, **options)
     if args.fused:
         from keras_spikformer.inference import fuse
 
@@ -160,16 +180,7 @@ def run(args):
         def step():
             np.asarray(model.predict_on_batch(x))
 
-    started = time.perf_counter()
-    step()
-    compile_seconds = time.perf_counter() - started
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+    compile_seconds, times = time_steps(step, args.steps, args.warmup)
     median = statistics.median(times)
     return {
         "preset": args.preset,

@@ -33,6 +33,7 @@ def _load(name):
 
 collect = _load("collect")
 machine_info = _load("machine_info")
+models = _load("reference_models")
 reference = _load("reference_throughput")
 roofline = _load("roofline")
 
@@ -156,43 +157,196 @@ def test_collect_cli_writes_the_report(tmp_path, capsys):
         ("spikformer_2_256_cifar10dvs", "cifar10dvs", {}),
     ],
 )
-def test_presets_map_to_the_matching_reference_model(preset, folder, extra):
-    config, classes = reference.read_preset(preset)
-    got_folder, kwargs = reference.reference_variant(config, classes)
-    assert got_folder == folder
-    height, width, channels = config["image_shape"]
-    assert kwargs == {
+def test_spikformer_presets_map_to_the_matching_reference_model(preset, folder, extra):
+    config, task, _ = models.read_preset(preset)
+    ref = models.reference_model(config, task)
+    assert (ref.family, ref.source, ref.factory) == (
+        "spikformer",
+        f"{folder}/model.py",
+        "Spikformer",
+    )
+    args = config["config"]
+    height, width, channels = args["image_shape"]
+    assert ref.kwargs == {
         "img_size_h": height,
         "img_size_w": width,
-        "patch_size": config["patch_size"],
+        "patch_size": args["patch_size"],
         "in_channels": channels,
-        "num_classes": classes,
-        "embed_dims": config["hidden_dim"],
-        "num_heads": config["num_heads"],
-        "mlp_ratios": config["mlp_ratio"],
-        "depths": config["num_layers"],
+        "num_classes": task["num_classes"],
+        "embed_dims": args["hidden_dim"],
+        "num_heads": args["num_heads"],
+        "mlp_ratios": 4,
+        "depths": args["num_layers"],
         "sr_ratios": 1,
         **extra,
     }
+    frames = (args["num_timesteps"],) if folder == "cifar10dvs" else ()
+    assert ref.input_shape == frames + (channels, height, width)
+
+
+def test_successor_presets_map_to_their_reference_constructors():
+    def build(preset):
+        config, task, meta = models.read_preset(preset)
+        return models.reference_model(config, task)
+
+    sdt = build("sdt_8_384_imagenet")
+    assert (sdt.repository, sdt.source, sdt.factory) == (
+        "BICLab/Spike-Driven-Transformer",
+        "model/spikeformer.py",
+        "SpikeDrivenTransformer",
+    )
+    assert sdt.kwargs["pooling_stat"] == "1111" and sdt.kwargs["depths"] == 8
+    assert sdt.kwargs["T"] == 4 and not sdt.kwargs["dvs_mode"]
+    assert sdt.input_shape == (3, 224, 224) and sdt.timm == "0.6.12"
+    dvs = build("sdt_2_256_cifar10dvs")
+    assert dvs.kwargs["dvs_mode"] and dvs.input_shape == (10, 2, 64, 64)
+    qk = build("qkformer_4_384_cifar10")
+    assert (qk.source, qk.factory) == ("cifar10/model.py", "spiking_transformer")
+    assert qk.kwargs["depths"] == 4 and qk.kwargs["num_heads"] == 8
+    meta = build("meta_spikeformer_15m_imagenet")
+    assert meta.source == "classification/models.py"
+    assert meta.kwargs["embed_dim"] == [64, 128, 256, 360]
+    assert meta.kwargs["mlp_ratios"] == 4 and meta.kwargs["kd"] is False
+    assert meta.attributes == {"T": 4}
+    assert [
+        models.family_of(p) for p in ("sdt_2_512_cifar10", "maxformer_4_384_cifar10")
+    ] == ["sdt", ""]
 
 
 def test_presets_without_a_reference_counterpart_are_refused(tmp_path):
-    with pytest.raises(SystemExit, match="QKFormerBackbone"):
-        reference.read_preset("qkformer_4_384_cifar10")
+    with pytest.raises(SystemExit, match="MaxFormerBackbone"):
+        models.read_preset("maxformer_4_384_cifar10")
     with pytest.raises(SystemExit, match="No preset"):
-        reference.read_preset("spikformer_4_384_cifar1")
-    config, classes = reference.read_preset("spikformer_8_384_imagenet")
+        models.read_preset("spikformer_4_384_cifar1")
+    config, task, _ = models.read_preset("spikformer_8_384_imagenet")
+
+    def variant(**changes):
+        changed = {**config, "config": {**config["config"], **changes}}
+        return models.reference_model(changed, task)
+
     with pytest.raises(SystemExit, match="fixes T=4"):
-        reference.reference_variant({**config, "num_timesteps": 2}, classes)
+        variant(num_timesteps=2)
     with pytest.raises(SystemExit, match="attention_scale=0.25"):
-        reference.reference_variant({**config, "attention_scale": 0.25}, classes)
+        variant(attention_scale=0.25)
     with pytest.raises(SystemExit, match="surrogate='atan'"):
-        reference.reference_variant({**config, "surrogate": "atan"}, classes)
-    config, classes = reference.read_preset("spikformer_tiny_dvs")
+        variant(surrogate="atan")
+    config, task, _ = models.read_preset("spikformer_tiny_dvs")
     with pytest.raises(SystemExit, match="128x128 frames"):
-        reference.reference_variant(config, classes)
-    with pytest.raises(SystemExit, match="not a checkout of ZK-Zhou/spikformer"):
-        reference.check_checkout(tmp_path, "cifar10")
+        models.reference_model(config, task)
+    config, task, _ = models.read_preset("qkformer_10_384_imagenet")
+    with pytest.raises(SystemExit, match="flavour='imagenet'"):
+        models.reference_model(config, task)
+    config, task, _ = models.read_preset("meta_spikeformer_15m_imagenet")
+    config["config"]["num_layers"] = [4, 2]
+    with pytest.raises(SystemExit, match=r"num_layers=\[4, 2\]"):
+        models.reference_model(config, task)
+    ref = models.reference_model(*models.read_preset("sdt_2_512_cifar10")[:2])
+    with pytest.raises(SystemExit, match="not a checkout of BICLab/Spike-Driven-Tr"):
+        reference.check_checkout(tmp_path, ref)
+
+
+def test_parameter_counts_must_equal_ours():
+    names = [("block.0.norm1.weight", 384), ("block.0.attn.q.weight", 1000)]
+    names += [("head.weight", 10)]
+    assert models.counted_parameters(names) == (1394, 0)
+    assert models.counted_parameters(names, (r"block\.\d+\.norm[12]\.",)) == (1010, 384)
+    models.check_parameter_count("p", 1010, 1010)
+    with pytest.raises(SystemExit, match="has 1,394 trainable parameters, ours 1,010"):
+        models.check_parameter_count("p", 1010, 1394)
+    with pytest.raises(SystemExit, match="no trainable_params in metadata.json"):
+        models.check_parameter_count("p", None, 1394)
+    _, _, meta = models.read_preset("qkformer_4_384_cifar10")
+    assert meta["trainable_params"] == 6706234  # qkformer.md: the reference's count
+
+
+def test_reference_arguments_family_inferred_and_checked():
+    def parse(*extra):
+        return reference.parse_args(["--reference-dir", "x", "--mode", "train", *extra])
+
+    args = parse("--preset", "qkformer_4_384_cifar10")
+    assert (args.device, args.neuron_backend, args.family) == ("cpu", "torch", None)
+    assert reference.resolve(args)[3].family == "qkformer"
+    with pytest.raises(SystemExit, match="--family sdt does not match"):
+        reference.resolve(
+            parse("--preset", "qkformer_4_384_cifar10", "--family", "sdt")
+        )
+    with pytest.raises(SystemExit):
+        parse("--neuron-backend", "cupy")  # CuPy needs --device cuda
+    assert parse("--neuron-backend", "cupy", "--device", "cuda").device == "cuda"
+
+
+def _family_run(preset, implementation, backend, mode, ips, rss, cpu=AVX2_CPU, **extra):
+    record = _run(implementation, backend, mode, ips, rss, **extra)
+    return {**record, "preset": preset, "batch_size": 8, **cpu}
+
+
+def test_family_table_medians_of_repeats_and_ratios_per_family():
+    records = [{"record": "machine", **AVX2_CPU}]
+    for ref_ips, jax_ips in ((1.0, 3.0), (2.0, 5.0), (1.5, 30.0)):  # three repeats
+        records.append(
+            _family_run(
+                "sdt_8_384_imagenet", "reference", "torch", "train", ref_ips, 4000.0
+            )
+        )
+        records.append(
+            _family_run("sdt_8_384_imagenet", "ours", "jax", "train", jax_ips, 2000.0)
+        )
+    records.append(
+        _family_run("sdt_8_384_imagenet", "ours", "torch", "train", 2.25, 3000.0)
+    )
+    records.append(
+        _family_run("qkformer_4_384_cifar10", "reference", "torch", "infer", 4.0, 800.0)
+    )
+    records.append(
+        _family_run("qkformer_4_384_cifar10", "ours", "jax", "infer", 10.0, 1200.0)
+    )
+    # another CPU: no ratio against the AVX2 reference, and no row of its own
+    records.append(
+        _family_run(
+            "qkformer_4_384_cifar10", "ours", "jax", "infer", 99.0, 10.0, cpu=AVX512_CPU
+        )
+    )
+    rows = {(r["family"], r["mode"]): r for r in collect.family_rows(records)}
+    assert set(rows) == {("sdt", "train"), ("qkformer", "infer")}
+    sdt = rows["sdt", "train"]
+    assert sdt["reference"]["images_per_second"] == 1.5
+    assert sdt["reference"]["repeats"] == 3
+    assert sdt["fastest"]["images_per_second"] == 5.0  # median, not the 30.0 outlier
+    assert sdt["torch"]["images_per_second"] == 2.25
+    text = collect.family_table(records)
+    assert (
+        "| sdt | sdt_8_384_imagenet | 8 | train | 1.5 (3) | 5.0 (jax) | 3.33x | 2.25 | 1.50x |"
+        in text
+    )
+    assert "| 4000.0 | 2000.0 (jax) | 0.50x |" in text
+    assert (
+        "| qkformer | qkformer_4_384_cifar10 | 8 | infer | 4.0 (1) | 10.0 (jax) | 2.50x |  |  |"
+        in text
+    )
+    assert "99.0" not in text and text.count("Machine:") == 1
+    assert collect.family_table(records[-1:]) == ""
+
+
+def test_family_table_script_needs_every_reference_checkout(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DIR")}
+    env.update(
+        RESULTS=str(tmp_path / "out"), FAMILIES="sdt qkformer", SDT_DIR=str(tmp_path)
+    )
+    script = str(BENCHMARKS / "run_family_table.sh")
+    result = subprocess.run(
+        ["bash", script, "2"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "QKFORMER_DIR is not set" in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before any run
+    result = subprocess.run(
+        ["bash", script, "0"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert (
+        result.returncode == 2 and "REPEATS must be a positive integer" in result.stderr
+    )
 
 
 def test_roofline_counts_three_forward_passes_per_training_image():
