@@ -48,6 +48,7 @@ from keras_spikformer.neurons import (
     Surrogate,
     record_spikes,
 )
+from keras_spikformer.streaming import Stream
 from keras_spikformer.training import schedules as _schedules  # noqa: F401  (registers the LR schedule for load_model)
 from keras_spikformer.version import __version__
 
@@ -82,6 +83,7 @@ __all__ = [
     "SpikeDrivenTransformerBackbone",
     "SpikeDrivenTransformerImageClassifierPreprocessor",
     "Spikformer",
+    "Stream",
     "SpikformerBackbone",
     "SpikformerBlock",
     "SpikingConv2D",
