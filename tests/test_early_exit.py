@@ -20,7 +20,10 @@ CLOSE = 0.0 if keras.backend.backend() == "tensorflow" else 1e-5
 
 @pytest.fixture(scope="module")
 def digits_model():
-    return Spikformer.from_preset(PRESET)
+    from test_maxformer_exactness import zero_initialisers
+
+    with zero_initialisers():  # the preset's weights replace them all
+        return Spikformer.from_preset(PRESET, load_weights=True)
 
 
 def digits(count, start=0):
@@ -31,6 +34,12 @@ def digits(count, start=0):
     images = raw.images[start : start + count, ..., None] * (255.0 / 16.0)
     images = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2).astype("uint8")
     return images, raw.target[start : start + count]
+
+
+def multi_step(model, x):
+    """What `model.predict` returns for model-ready `x` (the multi-step
+    model, called directly: no compiled predict function to build)."""
+    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 def running_means(model, x, num_steps, frames=False):
@@ -95,7 +104,7 @@ def test_rule_specs_and_clear_errors():
 
 def test_a_rule_that_never_fires_gives_predict(digits_model):
     images, _ = digits(5)
-    expected = digits_model.predict(images, verbose=0)
+    expected = multi_step(digits_model, digits_model.preprocess(images))
     # 5 images by 2: the last batch is padded, the padding dropped.
     logits, steps = digits_model.predict(images, early_exit="margin:1.0", batch_size=2)
     assert logits.shape == expected.shape and steps.tolist() == [2] * 5
@@ -145,13 +154,22 @@ def test_each_sample_stops_at_its_own_step_with_that_steps_mean(digits_model):
 
 
 def frames_model():
-    """A random event-frame Spikformer: `[batch, 3, 8, 8, 2]`."""
-    keras.utils.set_random_seed(1)
-    backbone = SpikformerBackbone(
-        image_shape=(8, 8, 2), patch_size=4, hidden_dim=16, num_layers=1,
-        num_heads=2, num_timesteps=3, encoding="frames",
-    )  # fmt: skip
-    return Spikformer(backbone, num_classes=4)
+    """A random event-frame Spikformer: `[batch, 3, 8, 8, 2]`. Random weights
+    from numpy (JAX would compile one random kernel per weight shape)."""
+    from test_maxformer_exactness import zero_initialisers
+
+    with zero_initialisers():
+        backbone = SpikformerBackbone(
+            image_shape=(8, 8, 2), patch_size=4, hidden_dim=16, num_layers=1,
+            num_heads=2, num_timesteps=3, encoding="frames",
+        )  # fmt: skip
+        model = Spikformer(backbone, num_classes=4)
+    rng = np.random.default_rng(1)
+    for variable in model.trainable_weights:
+        scale = 1.0 if len(variable.shape) == 1 else 0.5
+        shift = 1.0 if "gamma" in variable.path else 0.0
+        variable.assign(shift + scale * rng.normal(size=variable.shape) * 0.3)
+    return model
 
 
 def test_event_inputs_feed_frame_t_at_step_t():
@@ -160,7 +178,7 @@ def test_event_inputs_feed_frame_t_at_step_t():
     frames = rng.poisson(1.5, size=(5, 3, 8, 8, 2)).astype("float32")
     logits, steps = model.predict(frames, early_exit="margin:1.0", batch_size=5)
     assert steps.tolist() == [3] * 5
-    np.testing.assert_allclose(logits, model.predict(frames, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(logits, multi_step(model, frames), atol=1e-5, rtol=0)
     # Two steps only: the first two frames.
     means = running_means(model, frames, 2, frames=True)
     logits, steps = anytime_predict(model, frames, "margin:1.0", num_steps=2)
