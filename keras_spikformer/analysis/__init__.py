@@ -1,4 +1,5 @@
-"""SNN analysis: firing rates, synaptic operations, energy estimates, plots."""
+"""SNN analysis: firing rates, synaptic operations, energy estimates, plots,
+accuracy against time steps."""
 
 from keras_spikformer.analysis.callbacks import FiringRateCallback
 from keras_spikformer.analysis.energy import CONVENTIONS, EnergyReport, energy_report
@@ -7,6 +8,11 @@ from keras_spikformer.analysis.plots import (
     plot_attention_maps,
     plot_firing_rates,
     plot_spike_raster,
+)
+from keras_spikformer.analysis.time_curve import (
+    plot_time_curve,
+    time_curve,
+    write_time_curve,
 )
 
 __all__ = [
@@ -19,4 +25,7 @@ __all__ = [
     "plot_attention_maps",
     "plot_firing_rates",
     "plot_spike_raster",
+    "plot_time_curve",
+    "time_curve",
+    "write_time_curve",
 ]

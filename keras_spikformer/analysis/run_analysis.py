@@ -13,8 +13,8 @@ from keras_spikformer.analysis.plots import (
 from keras_spikformer.io_utils import atomic_directory, is_owned_directory, write_json
 
 
-def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=None):
-    """The first `num_images` test examples of `dataset`, preprocessed for `model`."""
+def _test_split(preset, model, dataset, data_dir=None, cache_dir=None):
+    """`(data, eval_map)`: the test split as `train`/`evaluate` load it."""
     from keras_spikformer.data.registry import load_dataset
     from keras_spikformer.training.recipe import Recipe
     from keras_spikformer.training.trainer import preprocessors
@@ -24,11 +24,30 @@ def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=N
         dataset, data_dir, config["image_shape"], config["num_timesteps"], cache_dir
     )
     _, eval_map = preprocessors(Recipe.from_preset(preset), model, 0, augment=False)
+    return data, eval_map
+
+
+def test_batch(preset, model, dataset, data_dir=None, num_images=16, cache_dir=None):
+    """The first `num_images` test examples of `dataset`, preprocessed for `model`."""
+    data, eval_map = _test_split(preset, model, dataset, data_dir, cache_dir)
     batches = data.test.take(num_images).batch(num_images).map(eval_map)
     images = [np.asarray(x) for x, _ in batches]
     if not images or len(images[0]) == 0:
         raise ValueError(f"The test split of {dataset} is empty: nothing to analyse.")
     return images[0]
+
+
+def test_batches(
+    preset, model, dataset, batch_size, data_dir=None, num_images=None, cache_dir=None
+):
+    """Preprocessed `(inputs, one-hot labels)` test batches of `dataset`: the
+    batches `keras-spikformer evaluate` scores, or the first `num_images`."""
+    from keras_spikformer.training.trainer import _test_pipeline
+
+    data, eval_map = _test_split(preset, model, dataset, data_dir, cache_dir)
+    if num_images is None:
+        return _test_pipeline(data, batch_size, eval_map)
+    return data.test.take(num_images).batch(batch_size).map(eval_map)
 
 
 def is_report_directory(directory):

@@ -224,9 +224,14 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         check_model_inputs(self, x)
         return super().evaluate(x, y, *args, **kwargs)
 
-    def predict(self, x, *args, fused=False, **kwargs):
+    def predict(self, x, *args, fused=False, early_exit=None, **kwargs):
         """`keras.Model.predict` after the preprocessor; `fused=True` runs the
         batch-norm-folded copy (see `fuse`), refreshed from the current weights.
+
+        With `early_exit` (e.g. `0.9` or `"margin:0.3"`, see
+        `keras_spikformer.streaming.EarlyExit`) each sample runs step by step
+        until the rule holds: returns `(logits, steps)` instead
+        (`streaming.anytime_predict`; takes `batch_size`, `verbose`, `num_steps`).
 
         Folding changes float rounding, so a spike near threshold can flip
         (on the trained digits preset ~2 spikes per million; exact on the
@@ -235,6 +240,10 @@ class ImageClassifier(InputCheckMixin, keras.Model):
         Inputs are checked eagerly on every call, before the compiled function
         runs (see `image_inputs`).
         """
+        if early_exit is not None:
+            from keras_spikformer.streaming.early_exit import predict_with_early_exit
+
+            return predict_with_early_exit(self, x, early_exit, args, fused, kwargs)
         x = self.preprocess(x)
         check_model_inputs(self, x)
         if not fused:

@@ -1,5 +1,6 @@
 """Streaming inference: one time step per call, membranes carried over."""
 
+from keras_spikformer.streaming.early_exit import EarlyExit, anytime_predict
 from keras_spikformer.streaming.step_network import (
     StepNetwork,
     check_streamable,
@@ -7,4 +8,11 @@ from keras_spikformer.streaming.step_network import (
 )
 from keras_spikformer.streaming.stream import Stream
 
-__all__ = ["Stream", "StepNetwork", "check_streamable", "single_step_copy"]
+__all__ = [
+    "EarlyExit",
+    "Stream",
+    "anytime_predict",
+    "StepNetwork",
+    "check_streamable",
+    "single_step_copy",
+]
