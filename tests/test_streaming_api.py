@@ -1,5 +1,6 @@
 """`model.stream()`: event frames one at a time, the refusals and the input checks."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -91,3 +92,22 @@ def test_models_that_cannot_stream_say_why():
     with CarriedMembranes():
         with pytest.raises(ValueError, match="batch_spanning_projection=False"):
             qkformer(np.zeros((1,) + qkformer.image_shape, "float32"))
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="jax.lax.scan over the pure step"
+)
+def test_the_pure_step_runs_in_a_jax_scan():
+    import jax
+
+    model = frames_model()
+    frames = np.random.default_rng(0).integers(0, 4, (2, 3, 8, 8, 2)).astype("float32")
+    with zero_initialisers():
+        stream = model.stream(batch_size=2)
+    step = stream.step_function()
+    state, outputs = jax.jit(lambda s, xs: jax.lax.scan(step, s, xs))(
+        stream.network.initial_state(), np.swapaxes(frames, 0, 1)
+    )
+    logits, _ = multi_step(model, frames)
+    np.testing.assert_allclose(outputs["mean_logits"][-1], logits, rtol=0, atol=1e-6)
+    assert float(state["steps"]) == 3 and outputs["logits"].shape == (3, 2, 5)
