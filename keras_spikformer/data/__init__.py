@@ -24,12 +24,17 @@ from keras_spikformer.data.image_pipeline import eval_batches, train_batches
 from keras_spikformer.data.mixing import MixUpCutMix
 from keras_spikformer.data.rand_augment import RandAugment
 from keras_spikformer.data.registry import load_dataset
+from keras_spikformer.data.time_window_frames import (
+    TimeWindowFramer,
+    integrate_events_by_time_window,
+)
 
 __all__ = [
     "EvalPreprocess",
     "MixUpCutMix",
     "RandAugment",
     "RandomErasing",
+    "TimeWindowFramer",
     "TrainAugment",
     "eval_batches",
     "train_batches",
@@ -37,6 +42,7 @@ __all__ = [
     "digits",
     "event_frames_dataset",
     "image_folder",
+    "integrate_events_by_time_window",
     "integrate_events_to_frames",
     "integrate_to_frames_cached",
     "load_dataset",
