@@ -1,5 +1,11 @@
 """Streaming inference: one time step per call, membranes carried over."""
 
+from keras_spikformer.streaming.step_export import (
+    export_step,
+    initial_step_state,
+    state_from_outputs,
+    state_names,
+)
 from keras_spikformer.streaming.step_network import (
     StepNetwork,
     check_streamable,
@@ -7,4 +13,13 @@ from keras_spikformer.streaming.step_network import (
 )
 from keras_spikformer.streaming.stream import Stream
 
-__all__ = ["Stream", "StepNetwork", "check_streamable", "single_step_copy"]
+__all__ = [
+    "Stream",
+    "StepNetwork",
+    "check_streamable",
+    "export_step",
+    "initial_step_state",
+    "single_step_copy",
+    "state_from_outputs",
+    "state_names",
+]
