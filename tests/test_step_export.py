@@ -162,3 +162,30 @@ def test_refusals_name_the_problem(stream_and_reference, tmp_path, monkeypatch):
         with pytest.raises(ImportError, match=r"needs onnx.*pip install onnx"):
             export_step(stream, tmp_path / "step.onnx", format="onnx")
     assert not any((tmp_path / name).exists() for name in ("a", "saved", "step.onnx"))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf2onnx path, once (CI's TF pass)")
+def test_onnx_step_of_sdt_v1_whose_head_neuron_steps(tmp_path):
+    """SDT V1's fixture: its head LIF's membrane is part of the state."""
+    ort = pytest.importorskip("onnxruntime")
+    from test_streaming_exactness import sdt_model
+
+    with zero_initialisers():
+        model, images = sdt_model()
+        stream = model.stream(batch_size=images.shape[0])
+    frames = [images.astype("float32")] * 3
+    reference = []
+    for frame in frames:
+        out = stream.step(frame)
+        reference.append({k: ops.convert_to_numpy(v) for k, v in out.items()})
+    path = tmp_path / "sdt.onnx"
+    stream.export(path, format="onnx")
+    session = ort.InferenceSession(str(path))
+    names = [output.name for output in session.get_outputs()]
+
+    def run(feed):
+        return dict(zip(names, session.run(None, feed), strict=True))
+
+    initial = initial_step_state(stream)
+    assert any("head" in name for name in initial), list(initial)
+    check_steps(run, initial, frames, reference)
