@@ -66,17 +66,7 @@ def export_model(
         _check_onnx_batch(model, batch_size, kwargs.get("input_signature"))
     _check_target(filepath, format, overwrite)
     backend = keras.backend.backend()
-    missing = [
-        name
-        for name in _NEEDS.get((format, backend), ())
-        if importlib.util.find_spec(name) is None
-    ]
-    if missing:
-        raise ImportError(
-            f"Exporting to {format!r} on the {backend} backend needs "
-            f"{', '.join(missing)}: `pip install {' '.join(missing)}` (the "
-            "`keras-spikformer[export]` extra has what TensorFlow and torch need)."
-        )
+    _check_packages(format, backend)
     if backend == "torch" and format == "tf_saved_model":
         raise NotImplementedError(
             "Keras cannot export a SavedModel from the torch backend for these "
@@ -101,6 +91,19 @@ def export_model(
         target(*[keras.KerasTensor(x.shape, x.dtype) for x in target.inputs])
     kwargs.setdefault("verbose", False)
     return keras.Model.export(target, filepath, format=format, **kwargs)
+
+
+def _check_packages(format, backend, also=()):
+    """Raises an `ImportError` naming what `format` needs on `backend` (and
+    the modules `also`) that is not installed."""
+    needs = _NEEDS.get((format, backend), ()) + tuple(also)
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"Exporting to {format!r} on the {backend} backend needs "
+            f"{', '.join(missing)}: `pip install {' '.join(missing)}` (the "
+            "`keras-spikformer[export]` extra has what TensorFlow and torch need)."
+        )
 
 
 def _check_batch_size(batch_size):

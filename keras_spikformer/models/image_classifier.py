@@ -289,6 +289,22 @@ class ImageClassifier(InputCheckMixin, keras.Model):
 
         return Stream(self, batch_size, jit_compile=jit_compile)
 
+    def export_step(
+        self, filepath, format="tf_saved_model", batch_size=1, overwrite=False
+    ):
+        """Exports the streaming step `(x_t, state) -> (outputs_t, state)` with
+        the current weights, state as named tensors (TF SavedModel or ONNX);
+        see `keras_spikformer.streaming.export_step`.
+
+        Example:
+        >>> model.export_step("step.onnx", format="onnx", batch_size=1)
+        """
+        from keras_spikformer.streaming.step_export import export_step
+
+        return export_step(
+            self, filepath, format=format, batch_size=batch_size, overwrite=overwrite
+        )
+
     def export(
         self, filepath, format="tf_saved_model", fused=False, overwrite=False, **kwargs
     ):

@@ -102,6 +102,17 @@ class Stream:
         """
         return self.network.step
 
+    def export(self, filepath, format="tf_saved_model", overwrite=False):
+        """Writes this stream's pure step as a SavedModel or ONNX file, state
+        in and out as named tensors; see `streaming.export_step`.
+
+        Example:
+        >>> stream.export("step.onnx", format="onnx")
+        """
+        from keras_spikformer.streaming.step_export import export_step
+
+        return export_step(self, filepath, format=format, overwrite=overwrite)
+
     def _eager_step(self, state, x_t):
         return self.network.step(state, x_t)
 
