@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 OUT=benchmarks/results/streaming
 mkdir -p "$OUT"
-for backend in "${@:-jax tensorflow}"; do
+BACKENDS=("$@")
+[ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(jax tensorflow)
+for backend in "${BACKENDS[@]}"; do
   for steps in 4 16 64; do
     for mode in stream multi; do
       "$PYTHON" benchmarks/streaming.py --backend "$backend" --mode "$mode" \
