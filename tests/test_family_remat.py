@@ -13,6 +13,7 @@ from unittest import mock
 import keras
 import numpy as np
 import pytest
+from test_remat import batch  # 8 images, Spikformer's remat test's
 
 from keras_spikformer import (
     ESpikeFormer,
@@ -137,13 +138,6 @@ def build(family, remat):
         jit_compile=keras.backend.backend() == "jax",
     )
     return model
-
-
-def batch(model):
-    rng = np.random.default_rng(0)
-    shape = (4,) + tuple(model.inputs[0].shape[1:])
-    images = rng.uniform(0.0, 4.0, size=shape).astype("float32")
-    return images, rng.integers(0, 3, 4)
 
 
 @contextlib.contextmanager
