@@ -1,4 +1,4 @@
-"""Training and inference throughput and peak memory of a Spikformer preset.
+"""Training and inference throughput and peak memory of a preset of any family.
 
 Measures images/second (median over timed steps, after warm-up and
 compilation) and the process's peak resident memory, prints a table and writes
@@ -136,12 +136,12 @@ def run(args):
     import keras
     import numpy as np
 
-    from keras_spikformer import Spikformer
+    from keras_spikformer import ImageClassifier
 
     options = {"remat": True} if args.remat else {}
     if args.dtype != "float32":
         options["dtype"] = args.dtype
-    model = Spikformer.from_preset(args.preset, load_weights=False, **options)
+    model = ImageClassifier.from_preset(args.preset, load_weights=False, **options)
     if args.fused:
         from keras_spikformer.inference import fuse
 
