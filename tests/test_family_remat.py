@@ -99,7 +99,7 @@ FAMILIES = {
     ),
 }  # fmt: skip
 
-# On JAX the two train steps compile with XLA: 40-110 s per family on a loaded
+# On JAX the two train steps compile with XLA: 35-110 s per family on a loaded
 # 2-core CPU (2026-12-07, all passed). As in tests/test_remat.py those are
 # `large` there (CI runs large tests in its TensorFlow pass only); the
 # smallest, SDT V1, keeps a JAX case in the quick loop.
