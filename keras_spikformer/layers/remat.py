@@ -26,12 +26,14 @@ class DeferredUpdates(keras.StatelessScope):
     """A stateless scope that collects assignments and reads through.
 
     Variables assigned inside keep their old value; the new values are in
-    `assigned`. Variables not assigned read their value from the enclosing
-    stateless scope if there is one (the JAX trainer's), else their own.
+    `assigned` (and read back inside the scope). Variables in `state_mapping`
+    read the value given there; the others read their value from the
+    enclosing stateless scope if there is one (the JAX trainer's), else their
+    own.
     """
 
-    def __init__(self):
-        super().__init__(initialize_variables=False)
+    def __init__(self, state_mapping=None):
+        super().__init__(state_mapping=state_mapping, initialize_variables=False)
         self.assigned = {}
 
     def add_update(self, update):
@@ -56,6 +58,10 @@ def rematerialize(layer, call, *inputs):
     collected instead of applied, returned out of the recomputed function and
     applied once, here: the recomputation in the backward pass assigns
     nothing, so the moving statistics move exactly as in the plain step.
+    The recomputation reads the layer's non-trainable variables (moving
+    statistics, random seeds) as they were before `call`, not as updated
+    since: a layer that reads its moving statistics in training (a
+    batch-norm-and-pad) or draws random numbers recomputes the same values.
 
     Args:
         layer: the layer whose variables `call` may assign.
@@ -72,9 +78,12 @@ def rematerialize(layer, call, *inputs):
     """
     variables = list(layer.variables)
     assigned = []  # the variables `call` assigns (the same on every run)
+    # Copies: torch assigns in place, and the recomputation runs after the
+    # new values are assigned below.
+    before = [(v, keras.ops.copy(v.value)) for v in variables if not v.trainable]
 
     def forward(*args):
-        with DeferredUpdates() as scope:
+        with DeferredUpdates(before) as scope:
             outputs = call(*args)
         assigned[:] = [v for v in variables if id(v) in scope.assigned]
         if len(assigned) != len(scope.assigned):
@@ -138,3 +147,54 @@ def jax_recompute(f, *args):
 
     run.defvjp(forward, backward)
     return run(*args, *consts)
+
+
+def remat_unit(remat, layer, run, *inputs, training=None):
+    """`run(*inputs, training=training)`, with `remat` recomputed in backprop.
+
+    With `remat` and in training, `run(*inputs, training=True)` goes through
+    `rematerialize`: only `inputs` and the outputs are kept for the backward
+    pass, and the batch-norm moving statistics still move once per step.
+
+    Args:
+        remat: bool, whether to rematerialize.
+        layer: the layer owning every variable that `run` assigns.
+        run: function of positional tensors and a `training` keyword.
+        *inputs: the tensors passed to `run`.
+        training: the training flag.
+
+    Returns:
+        The outputs of `run`.
+
+    Example:
+    >>> x = remat_unit(True, stem, stage, x, training=True)
+    """
+    if remat and training:
+        return rematerialize(layer, lambda *args: run(*args, training=True), *inputs)
+    return run(*inputs, training=training)
+
+
+class RematMixin:
+    """A layer's `remat` argument (validated, in `get_config`) and `remat_call`.
+
+    Put it before the layer's base class; `remat` is then a keyword argument
+    of the layer (`False` by default).
+
+    Example:
+    >>> class Block(RematMixin, keras.layers.Layer):
+    ...     def call(self, x, training=None):
+    ...         return self.remat_call(self._forward, x, training=training)
+    """
+
+    def __init__(self, *args, remat=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.remat = check_remat(remat)
+
+    def remat_call(self, run, *inputs, training=None):
+        """`remat_unit(self.remat, self, run, *inputs, training=training)`."""
+        return remat_unit(self.remat, self, run, *inputs, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["remat"] = self.remat
+        return config

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.models.e_spikeformer.e_spikeformer_layers import (
     ESpikeFormerLayer,
     ESpikeFormerMLP,
@@ -110,7 +111,7 @@ class ESpikeFormerBaseAttention(ESpikeFormerLayer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class ESpikeFormerBaseBlock(ESpikeFormerLayer):
+class ESpikeFormerBaseBlock(RematMixin, ESpikeFormerLayer):
     """`x += SepConv_3(x); x += Attention(x); x += MLP(x)` (no layer scale).
 
     Args:
@@ -118,6 +119,9 @@ class ESpikeFormerBaseBlock(ESpikeFormerLayer):
         mlp_ratio: float. Defaults to `4.0`.
         value_expansion: int. Defaults to `4`.
         neuron_config, kernel_initializer: see `ESpikeFormerLayer`.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -146,6 +150,9 @@ class ESpikeFormerBaseBlock(ESpikeFormerLayer):
         )
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         x = inputs + self.conv(inputs, training=training)
         x = x + self.attn(x, training=training)
         return x + self.mlp(x, training=training)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
     check_image_shape,
@@ -122,6 +123,10 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
         spike_levels: int `D`. Defaults to `4`.
         rounding: `"half_even"` (reference) or `"half_up"`.
         gradient_bounds: `"inclusive"` (reference) or `"exclusive"`.
+        remat: bool, in training recompute every downsampling layer, conv
+            block and transformer block in the backward pass instead of
+            storing their activations (less memory, more compute; the same
+            step). Defaults to `False`.
         dtype: dtype policy.
         **kwargs: `name`, `trainable`.
 
@@ -138,7 +143,7 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
     def __init__(self, image_shape=(224, 224, 3), widths=(32, 64, 128, 192),
                  num_heads=8, mlp_ratio=4.0, num_layers=(6, 2), value_expansion=4,
                  num_timesteps=1, spike_levels=4, rounding="half_even", gradient_bounds="inclusive",
-                 dtype=None, **kwargs):  # fmt: skip
+                 remat=False, dtype=None, **kwargs):  # fmt: skip
         image_shape = check_image_shape(image_shape)
         if check_int("num_timesteps", num_timesteps) != 1:
             raise ValueError(
@@ -155,7 +160,8 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
             )
         neurons = neuron_options(spike_levels, rounding, gradient_bounds)
         policy = dtype_policy(dtype)
-        common = {"neuron_config": neurons, "dtype": policy}
+        remat = check_remat(remat)
+        common = {"neuron_config": neurons, "remat": remat, "dtype": policy}
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
@@ -176,7 +182,8 @@ class ESpikeFormerBaseBackbone(_ESpikeFormerBackbone):
         self._store(
             image_shape=image_shape, widths=widths, num_heads=num_heads,
             mlp_ratio=float(mlp_ratio), num_layers=num_layers,
-            value_expansion=int(value_expansion), num_timesteps=1, **neurons,
+            value_expansion=int(value_expansion), num_timesteps=1, remat=remat,
+            **neurons,
         )  # fmt: skip
 
 
@@ -208,6 +215,10 @@ class ESpikeFormerLargeBackbone(_ESpikeFormerBackbone):
             first-BN width (768 in the released 83M files). Defaults to `None`.
         use_rep_branch: bool, run the rep branch. Defaults to `False`.
         layer_scale_init: float. Defaults to `1e-6`.
+        remat: bool, in training recompute every downsampling layer, conv
+            block and transformer block in the backward pass instead of
+            storing their activations (less memory, more compute; the same
+            step). Defaults to `False`.
         dtype: dtype policy.
         **kwargs: `name`, `trainable`.
 
@@ -221,7 +232,8 @@ class ESpikeFormerLargeBackbone(_ESpikeFormerBackbone):
                  num_heads=8, mlp_ratio=4.0, num_layers=12, num_timesteps=1,
                  spike_levels=4, rounding="half_up", gradient_bounds="exclusive",
                  drop_path_rate=0.0, rep_branch_width=None, use_rep_branch=False,
-                 layer_scale_init=1e-6, dtype=None, **kwargs):  # fmt: skip
+                 layer_scale_init=1e-6, remat=False, dtype=None,
+                 **kwargs):  # fmt: skip
         image_shape = check_image_shape(image_shape)
         num_heads = check_int("num_heads", num_heads)
         widths = check_widths(widths, 3, num_heads, (2,))
@@ -229,7 +241,8 @@ class ESpikeFormerLargeBackbone(_ESpikeFormerBackbone):
         num_timesteps = check_int("num_timesteps", num_timesteps)
         neurons = neuron_options(spike_levels, rounding, gradient_bounds)
         policy = dtype_policy(dtype)
-        common = {"neuron_config": neurons, "dtype": policy}
+        remat = check_remat(remat)
+        common = {"neuron_config": neurons, "remat": remat, "dtype": policy}
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
@@ -255,5 +268,5 @@ class ESpikeFormerLargeBackbone(_ESpikeFormerBackbone):
             num_timesteps=num_timesteps, drop_path_rate=float(drop_path_rate),
             rep_branch_width=None if rep_branch_width is None else int(rep_branch_width),
             use_rep_branch=bool(use_rep_branch),
-            layer_scale_init=float(layer_scale_init), **neurons,
+            layer_scale_init=float(layer_scale_init), remat=remat, **neurons,
         )  # fmt: skip

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.models.e_spikeformer.e_spikeformer_attention import (
     linear_attention,
     merge_heads,
@@ -134,7 +135,7 @@ class ESpikeFormerLargeAttention(ESpikeFormerLayer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class ESpikeFormerLargeBlock(ESpikeFormerLayer):
+class ESpikeFormerLargeBlock(RematMixin, ESpikeFormerLayer):
     """`[x += Rep(SN(x))]; x += g1 * Attention(x); x += g2 * MLP(x)`.
 
     Args:
@@ -150,6 +151,10 @@ class ESpikeFormerLargeBlock(ESpikeFormerLayer):
             Defaults to `False`.
         layer_scale_init: float, initial layer scales. Defaults to `1e-6`.
         neuron_config, kernel_initializer: see `ESpikeFormerLayer`.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step; the recomputation drops the same paths). Defaults
+            to `False`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -212,6 +217,9 @@ class ESpikeFormerLargeBlock(ESpikeFormerLayer):
         return x * ops.cast(draw < keep, x.dtype) / keep
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         x = inputs
         if self.use_rep_branch:
             x = x + self.rep_conv(self.spike(x), training=training)

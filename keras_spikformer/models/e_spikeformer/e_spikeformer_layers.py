@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.time_folding import fold_time, unfold_time
 from keras_spikformer.models.e_spikeformer.e_spikeformer_init import HostFanInUniform
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_repconv import fresh
@@ -107,7 +108,7 @@ class ESpikeFormerLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class ESpikeFormerDownsampling(ESpikeFormerLayer):
+class ESpikeFormerDownsampling(RematMixin, ESpikeFormerLayer):
     """[SN ->] symmetric zero padding -> Conv (with bias) -> BN.
 
     Args:
@@ -117,6 +118,9 @@ class ESpikeFormerDownsampling(ESpikeFormerLayer):
         padding: int, zero padding on every side. Defaults to `1`.
         first_layer: bool, no neuron before the conv (it sees pixels).
         neuron_config, kernel_initializer: see `ESpikeFormerLayer`.
+        remat: bool, in training recompute the whole layer in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -157,6 +161,9 @@ class ESpikeFormerDownsampling(ESpikeFormerLayer):
         return shape[:-3] + out + (self.filters,)
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         p = self.padding
         x = inputs if self.spike is None else self.spike(inputs)
 
@@ -243,7 +250,7 @@ class ESpikeFormerSepConv(ESpikeFormerLayer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class ESpikeFormerConvBlock(ESpikeFormerLayer):
+class ESpikeFormerConvBlock(RematMixin, ESpikeFormerLayer):
     """Conv block of stages 1-2, residuals on the real-valued stream.
 
     ```
@@ -255,6 +262,9 @@ class ESpikeFormerConvBlock(ESpikeFormerLayer):
         sep_conv: bool, add the SepConv branch (Base). Defaults to `True`.
         use_bias: bool, biases on the 3x3 convs (Large). Defaults to `False`.
         neuron_config, kernel_initializer: see `ESpikeFormerLayer`.
+        remat: bool, in training recompute the whole layer in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -298,6 +308,9 @@ class ESpikeFormerConvBlock(ESpikeFormerLayer):
         )  # fmt: skip
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         x = inputs
         if self.sep is not None:
             x = x + self.sep(x, training=training)

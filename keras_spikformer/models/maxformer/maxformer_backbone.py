@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
     check_image_shape,
@@ -112,6 +113,7 @@ class _MembraneShortcutBackbone(Backbone):
         decay_input=True,
         detach_reset=True,
         surrogate="sigmoid",
+        remat=False,
         dtype=None,
         **kwargs,
     ):
@@ -121,6 +123,7 @@ class _MembraneShortcutBackbone(Backbone):
             image_shape, hidden_dim, stage_depths, num_heads, mlp_ratio,
             num_timesteps, encoding, self.heads_in_every_stage, flavour,
         )  # fmt: skip
+        remat = check_remat(remat)
         policy = dtype_policy(dtype)
         neurons = neuron_config(
             tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
@@ -138,19 +141,20 @@ class _MembraneShortcutBackbone(Backbone):
         x = MaxFormerPatchEmbedding(
             widths[0], variant=self.variant, flavour=flavour, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
-            name="patch_embed1", dtype=policy,
+            remat=remat, name="patch_embed1", dtype=policy,
         )(inputs)  # fmt: skip
         for s, (width, depth) in enumerate(zip(widths, stage_depths, strict=True)):
             if s > 0:
                 x = MaxFormerDownsampling(
                     width, variant=self.variant, flavour=flavour, neuron_config=neurons,
-                    name=f"patch_embed{s + 1}", dtype=policy,
+                    remat=remat, name=f"patch_embed{s + 1}", dtype=policy,
                 )(x)  # fmt: skip
             for j in range(depth):
                 x = MaxFormerBlock(
                     width, self.mixers[flavour][s], num_heads=num_heads, mlp_ratio=mlp_ratio,
                     attention_v_threshold=attention_v_threshold,
-                    neuron_config=neurons, name=f"stage{s + 1}_block{j}", dtype=policy,
+                    neuron_config=neurons, remat=remat, name=f"stage{s + 1}_block{j}",
+                    dtype=policy,
                 )(x)  # fmt: skip
         super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
 
@@ -171,6 +175,7 @@ class _MembraneShortcutBackbone(Backbone):
         self.detach_reset = neurons["detach_reset"]
         self.surrogate = neurons["surrogate"]
         self.neuron_config = neurons
+        self.remat = remat
 
     @property
     def stage_widths(self):
@@ -195,6 +200,7 @@ class _MembraneShortcutBackbone(Backbone):
             "decay_input": self.decay_input,
             "detach_reset": self.detach_reset,
             "surrogate": self.surrogate,
+            "remat": self.remat,
         })  # fmt: skip
         return config
 
@@ -229,6 +235,10 @@ class MaxFormerBackbone(_MembraneShortcutBackbone):
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
             options shared by every neuron (see `LIFNeuron`).
         attention_v_threshold: float, attention neuron threshold. Defaults to `0.5`.
+        remat: bool, in training recompute each patch-embedding unit and
+            every block in the backward pass instead of storing their
+            activations (less memory, more compute; the same step). Defaults
+            to `False`.
         dtype: dtype policy name or object.
         **kwargs: `name`, `trainable`.
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.models.maxformer.maxformer_attention import (
     MembraneSelfAttention,
     MembraneTokenAttention,
@@ -27,8 +28,12 @@ def _check_flavour(flavour):
         raise ValueError(f"`flavour` must be one of {FLAVOURS}; got {flavour!r}.")
 
 
-class _Embedding(keras.layers.Layer):
-    """Shared config and unit factory of the two patch embeddings."""
+class _Embedding(RematMixin, keras.layers.Layer):
+    """Shared config and unit factory of the two patch embeddings.
+
+    With `remat`, each unit's input neuron and each unit's synapse (conv, batch
+    norm, pool) is recomputed in the backward pass (`_step`).
+    """
 
     def __init__(
         self, hidden_dim, variant="maxformer", flavour="imagenet", neuron_config=None,
@@ -49,6 +54,18 @@ class _Embedding(keras.layers.Layer):
         )  # fmt: skip
         unit.build(shape)
         return unit, unit.compute_output_shape(shape)
+
+    def _step(self, run, x, training):
+        """`run(x, training)`, recomputed in the backward pass with `remat`."""
+        return self.remat_call(run, x, training=training)
+
+    def _fire(self, unit, x, training):
+        """`unit.fire(x)` (its input neuron) as a step."""
+        return self._step(lambda s, training: unit.fire(s), x, training)
+
+    def _synapse(self, unit, x, training):
+        """`unit.apply_synapse(x)` as a step."""
+        return self._step(unit.apply_synapse, x, training)
 
     def get_config(self):
         config = super().get_config()
@@ -91,6 +108,9 @@ class MaxFormerPatchEmbedding(_Embedding):
         num_timesteps: int or `None`: when set, takes static images
             `[batch, H, W, C]`; U0 runs once and is repeated over time.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute each unit's input neuron and
+            synapse in the backward pass, keeping only the tensors between
+            them. Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Output shape: `[batch, time, H/4, W/4, E]` (CIFAR: `H, W`).
@@ -148,26 +168,28 @@ class MaxFormerPatchEmbedding(_Embedding):
             )
 
     def _call_dvs(self, inputs, training):
-        a = self.conv0(inputs, training=training)
-        a = self.units[0](a, training=training)
-        s = self.units[1].fire(a)
-        a = self.units[2](
-            self.units[1].apply_synapse(s, training=training), training=training
+        a = self._step(self.conv0, inputs, training)
+        a = self._step(self.units[0], a, training)
+        s = self._fire(self.units[1], a, training)
+        a = self._step(
+            self.units[2], self._synapse(self.units[1], s, training), training
         )
-        return a + self.shortcut.apply_synapse(s, training=training)
+        return a + self._synapse(self.shortcut, s, training)
 
     def call(self, inputs, training=None):
         if self.flavour == "dvs":
             return self._call_dvs(inputs, training)
-        if len(inputs.shape) == 4:
-            a = self.conv0(inputs, training=training, num_timesteps=self.num_timesteps)
-        else:
-            a = self.conv0(inputs, training=training)
-        s1 = self.conv1.fire(a)
-        a = self.conv1.apply_synapse(s1, training=training)
+        steps = self.num_timesteps if len(inputs.shape) == 4 else None
+
+        def conv0(x, training):
+            return self.conv0(x, training=training, num_timesteps=steps)
+
+        a = self._step(conv0, inputs, training)
+        s1 = self._fire(self.conv1, a, training)
+        a = self._synapse(self.conv1, s1, training)
         if self.flavour != "cifar":
-            a = self.conv2(a, training=training)
-        return a + self.shortcut.apply_synapse(s1, training=training)
+            a = self._step(self.conv2, a, training)
+        return a + self._synapse(self.shortcut, s1, training)
 
     def compute_output_shape(self, input_shape):
         b, h, w = input_shape[0], input_shape[-3], input_shape[-2]
@@ -200,6 +222,9 @@ class MaxFormerDownsampling(_Embedding):
         variant: `"maxformer"` or `"ms_qkformer"`.
         flavour: `"imagenet"` or `"cifar"`. Defaults to `"imagenet"`.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute each unit's input neuron and
+            synapse in the backward pass, keeping only the tensors between
+            them. Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, H, W, C]`; output `[batch, time, H/2, W/2, E]`.
@@ -228,11 +253,9 @@ class MaxFormerDownsampling(_Embedding):
         )
 
     def call(self, inputs, training=None):
-        s = self.conv0.fire(inputs)
-        a = self.conv1(
-            self.conv0.apply_synapse(s, training=training), training=training
-        )
-        return a + self.shortcut.apply_synapse(s, training=training)
+        s = self._fire(self.conv0, inputs, training)
+        a = self._step(self.conv1, self._synapse(self.conv0, s, training), training)
+        return a + self._synapse(self.shortcut, s, training)
 
     def compute_output_shape(self, input_shape):
         b, t, h, w, _ = input_shape
@@ -240,7 +263,7 @@ class MaxFormerDownsampling(_Embedding):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MaxFormerBlock(keras.layers.Layer):
+class MaxFormerBlock(RematMixin, keras.layers.Layer):
     """`u = u + Mixer(u); u = u + MLP(u)` with membrane shortcuts.
 
     Mixers: `"dwc7"`/`"dwc5"`/`"dwc3"` (LIF -> depth-wise conv with bias -> BN),
@@ -254,6 +277,9 @@ class MaxFormerBlock(keras.layers.Layer):
         mlp_ratio: float, MLP expansion. Defaults to `4.0`.
         attention_v_threshold: float, attention-gate threshold. Defaults to `0.5`.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input/output shape: `[batch, time, height, width, hidden_dim]`.
@@ -318,6 +344,9 @@ class MaxFormerBlock(keras.layers.Layer):
         self.mlp.build(input_shape)
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         u = inputs
         if self.mixer_type == "ssa":
             _, t, h, w, c = inputs.shape

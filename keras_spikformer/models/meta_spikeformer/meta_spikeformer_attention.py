@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_layers import (
     _SpikingBlockBase,
@@ -185,7 +186,7 @@ class MetaSpikeFormerMLP(_SpikingBlockBase):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MetaSpikeFormerBlock(_SpikingBlockBase):
+class MetaSpikeFormerBlock(RematMixin, _SpikingBlockBase):
     """Transformer-based spiking block: `x + Attn(x)`, then `+ MLP(x)` (membrane shortcuts).
 
     Args:
@@ -196,6 +197,9 @@ class MetaSpikeFormerBlock(_SpikingBlockBase):
         kernel_initializer: initializer of every convolution and of the MLP's
             dense layers (the reference's 1x1 `Conv1d`). Defaults to PyTorch's
             conv default.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, height, width, channels]`; output the same.
@@ -227,6 +231,9 @@ class MetaSpikeFormerBlock(_SpikingBlockBase):
         self.mlp.build(input_shape)
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         x = inputs + self.attn(inputs, training=training)
         return x + self.mlp(x, training=training)
 

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
     check_finite,
@@ -95,6 +96,10 @@ class MetaSpikeFormerBackbone(Backbone):
             Defaults to `0.5`.
         tau, v_threshold, v_reset, decay_input, detach_reset, surrogate: LIF
             options shared by every neuron (see `LIFNeuron`).
+        remat: bool, in training recompute every downsampling layer, conv
+            block and transformer block in the backward pass instead of
+            storing their activations (less memory, more compute; the same
+            step). Defaults to `False`.
         dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
         **kwargs: `name`, `trainable`.
 
@@ -125,12 +130,14 @@ class MetaSpikeFormerBackbone(Backbone):
         decay_input=True,
         detach_reset=True,
         surrogate="sigmoid",
+        remat=False,
         dtype=None,
         **kwargs,
     ):
         validate_architecture(
             image_shape, widths, num_heads, mlp_ratio, num_layers, num_timesteps
         )
+        remat = check_remat(remat)
         policy = dtype_policy(dtype)
         neurons = neuron_config(
             tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
@@ -139,7 +146,7 @@ class MetaSpikeFormerBackbone(Backbone):
         widths = tuple(int(w) for w in widths)
         num_layers = tuple(int(n) for n in num_layers)
         num_timesteps = int(num_timesteps)
-        common = {"neuron_config": neurons, "dtype": policy}
+        common = {"neuron_config": neurons, "remat": remat, "dtype": policy}
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
@@ -195,6 +202,7 @@ class MetaSpikeFormerBackbone(Backbone):
         self.decay_input = neurons["decay_input"]
         self.detach_reset = neurons["detach_reset"]
         self.surrogate = neurons["surrogate"]
+        self.remat = remat
 
     @property
     def hidden_dim(self):
@@ -219,6 +227,7 @@ class MetaSpikeFormerBackbone(Backbone):
                 "decay_input": self.decay_input,
                 "detach_reset": self.detach_reset,
                 "surrogate": self.surrogate,
+                "remat": self.remat,
             }
         )
         return config

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.models.meta_spikeformer.meta_spikeformer_repconv import (
@@ -107,7 +108,7 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MetaSpikeFormerConvBlock(_SpikingBlockBase):
+class MetaSpikeFormerConvBlock(RematMixin, _SpikingBlockBase):
     """Conv-based spiking block with membrane shortcuts.
 
     ```
@@ -118,6 +119,9 @@ class MetaSpikeFormerConvBlock(_SpikingBlockBase):
     Args:
         neuron_config: dict of `LIFNeuron` arguments.
         kernel_initializer: initializer of the convolutions.
+        remat: bool, in training recompute the whole layer in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, height, width, channels]`; output the same.
@@ -154,6 +158,9 @@ class MetaSpikeFormerConvBlock(_SpikingBlockBase):
         self.bn2.build(built(self.conv2, shape))
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         steps = inputs.shape[1]
         x = inputs + self.sep_conv(inputs, training=training)
         y = self.bn1(self.conv1(fold_time(self.lif1(x))), training=training)
@@ -163,7 +170,7 @@ class MetaSpikeFormerConvBlock(_SpikingBlockBase):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class MetaSpikeFormerDownsampling(_SpikingBlockBase):
+class MetaSpikeFormerDownsampling(RematMixin, _SpikingBlockBase):
     """Strided downsampling: [LIF ->] symmetric zero padding -> Conv (bias) -> BN.
 
     PyTorch pads strided convolutions symmetrically; Keras's `"same"` does not
@@ -179,6 +186,9 @@ class MetaSpikeFormerDownsampling(_SpikingBlockBase):
             over `num_timesteps` after the batch norm. Defaults to `False`.
         num_timesteps: int, time steps (only with `first_layer`).
         neuron_config, kernel_initializer: see `MetaSpikeFormerConvBlock`.
+        remat: bool, in training recompute the whole layer in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, H, W, C]` (`[batch, H, W, C]` with
@@ -224,6 +234,9 @@ class MetaSpikeFormerDownsampling(_SpikingBlockBase):
         )
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         p = self.padding
         pad = ((0, 0), (p, p), (p, p), (0, 0))
         if self.first_layer:

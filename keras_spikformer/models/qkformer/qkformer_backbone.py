@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
     check_finite,
@@ -120,6 +121,10 @@ class QKFormerBackbone(Backbone):
             options shared by every neuron (see `LIFNeuron`).
         attention_v_threshold: float, threshold of the attention neurons.
             Defaults to `0.5`.
+        remat: bool, in training recompute each patch-embedding conv unit
+            and every block in the backward pass instead of storing their
+            activations (less memory, more compute; the same step). Defaults
+            to `False`.
         dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
         **kwargs: `name`, `trainable`.
 
@@ -151,6 +156,7 @@ class QKFormerBackbone(Backbone):
         decay_input=True,
         detach_reset=True,
         surrogate="sigmoid",
+        remat=False,
         dtype=None,
         **kwargs,
     ):
@@ -158,6 +164,7 @@ class QKFormerBackbone(Backbone):
             image_shape, hidden_dim, stage_depths, num_heads, mlp_ratio,
             num_timesteps, flavour, encoding,
         )  # fmt: skip
+        remat = check_remat(remat)
         policy = dtype_policy(dtype)
         neurons = neuron_config(
             tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
@@ -175,12 +182,12 @@ class QKFormerBackbone(Backbone):
         x = QKFormerPatchEmbedding(
             widths[0], flavour=flavour, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
-            name="patch_embed1", dtype=policy,
+            remat=remat, name="patch_embed1", dtype=policy,
         )(inputs)  # fmt: skip
         for s, (width, depth) in enumerate(zip(widths, stage_depths, strict=True)):
             if s > 0:
                 x = QKFormerDownsampling(
-                    width, flavour=flavour, neuron_config=neurons,
+                    width, flavour=flavour, neuron_config=neurons, remat=remat,
                     name=f"patch_embed{s + 1}", dtype=policy,
                 )(x)  # fmt: skip
             attention = "self" if s == len(widths) - 1 else "token"
@@ -189,7 +196,7 @@ class QKFormerBackbone(Backbone):
                     width, num_heads, mlp_ratio=mlp_ratio, attention=attention,
                     batch_spanning_projection=batch_spanning_projection,
                     attention_v_threshold=attention_v_threshold,
-                    neuron_config=neurons, name=f"stage{s + 1}_block{j}",
+                    neuron_config=neurons, remat=remat, name=f"stage{s + 1}_block{j}",
                     dtype=policy,
                 )(x)  # fmt: skip
         super().__init__(inputs=inputs, outputs=x, dtype=policy, **kwargs)
@@ -213,6 +220,7 @@ class QKFormerBackbone(Backbone):
         self.decay_input = neurons["decay_input"]
         self.detach_reset = neurons["detach_reset"]
         self.surrogate = neurons["surrogate"]
+        self.remat = remat
 
     @property
     def stage_widths(self):
@@ -238,5 +246,6 @@ class QKFormerBackbone(Backbone):
             "decay_input": self.decay_input,
             "detach_reset": self.detach_reset,
             "surrogate": self.surrogate,
+            "remat": self.remat,
         })  # fmt: skip
         return config

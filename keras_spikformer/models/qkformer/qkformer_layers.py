@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_spikformer.layers import SpikingMLP
 from keras_spikformer.layers.max_pool import max_pool_3x3_s2
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT, SpikingUnit
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.models.qkformer.qkformer_attention import (
@@ -96,8 +97,11 @@ class QKFormerConvUnit(SpikingUnit):
         return config
 
 
-class _TwoPathEmbedding(keras.layers.Layer):
-    """Main path of conv units plus a strided 1x1 shortcut; outputs their sum."""
+class _TwoPathEmbedding(RematMixin, keras.layers.Layer):
+    """Main path of conv units plus a strided 1x1 shortcut; outputs their sum.
+
+    With `remat`, each conv unit is recomputed in the backward pass.
+    """
 
     def __init__(self, hidden_dim, flavour="imagenet", neuron_config=None, **kwargs):
         super().__init__(**kwargs)
@@ -136,12 +140,17 @@ class _TwoPathEmbedding(keras.layers.Layer):
     def call(self, inputs, training=None, num_timesteps=None):
         x, taps = inputs, [inputs]
         for i, unit in enumerate(self.units):
-            if i == 0 and num_timesteps is not None:
-                x = unit(x, training=training, num_timesteps=num_timesteps)
-            else:
-                x = unit(x, training=training)
+            steps = num_timesteps if i == 0 else None
+
+            def run(x, training, unit=unit, steps=steps):
+                return unit(x, training=training, num_timesteps=steps)
+
+            x = self.remat_call(run, x, training=training)
             taps.append(x)
-        return x + self.shortcut(taps[self.shortcut_from], training=training)
+        shortcut = self.remat_call(
+            self.shortcut, taps[self.shortcut_from], training=training
+        )
+        return x + shortcut
 
     def get_config(self):
         config = super().get_config()
@@ -173,6 +182,8 @@ class QKFormerPatchEmbedding(_TwoPathEmbedding):
         num_timesteps: int or `None`: when set, takes static images
             `[batch, H, W, C]` and repeats them over time after the first
             batch norm (same outputs as repeating the input).
+        remat: bool, in training recompute each conv unit in the backward
+            pass, keeping only the spikes between units. Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, H, W, C]` (or static images, see above).
@@ -208,7 +219,9 @@ class QKFormerPatchEmbedding(_TwoPathEmbedding):
     def call(self, inputs, training=None):
         static = len(inputs.shape) == 4
         return super().call(
-            inputs, training=training, num_timesteps=self.num_timesteps if static else None
+            inputs,
+            training=training,
+            num_timesteps=self.num_timesteps if static else None,
         )
 
     def compute_output_shape(self, input_shape):
@@ -235,6 +248,8 @@ class QKFormerDownsampling(_TwoPathEmbedding):
         hidden_dim: int, output channels `E`.
         flavour: `"imagenet"`, `"cifar"` or `"dvs"`.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute each conv unit in the backward
+            pass, keeping only the spikes between units. Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, H, W, E/2]`; output `[batch, time, H/2, W/2, E]`.
@@ -255,7 +270,7 @@ class QKFormerDownsampling(_TwoPathEmbedding):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class QKFormerBlock(keras.layers.Layer):
+class QKFormerBlock(RematMixin, keras.layers.Layer):
     """`x = x + Attention(x); x = x + MLP(x)` with spike-sum residuals.
 
     `attention="token"`: Q-K token attention (stages 1-2); `attention="self"`:
@@ -271,6 +286,9 @@ class QKFormerBlock(keras.layers.Layer):
             Defaults to `True`.
         attention_v_threshold: float, attention neuron threshold. Defaults to `0.5`.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input/output shape: `[batch, time, height, width, hidden_dim]`.
@@ -287,7 +305,9 @@ class QKFormerBlock(keras.layers.Layer):
     ):  # fmt: skip
         super().__init__(**kwargs)
         if attention not in ("token", "self"):
-            raise ValueError(f"`attention` must be 'token' or 'self'; got {attention!r}.")
+            raise ValueError(
+                f"`attention` must be 'token' or 'self'; got {attention!r}."
+            )
         self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
         self.mlp_ratio = float(mlp_ratio)
@@ -322,12 +342,17 @@ class QKFormerBlock(keras.layers.Layer):
         self.mlp.build(input_shape)
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         if self.attention == "token":
             x = inputs + self.attn(inputs, training=training)
         else:
             _, t, h, w, c = inputs.shape
             tokens = ops.reshape(inputs, (-1, t, h * w, c))
-            x = inputs + ops.reshape(self.attn(tokens, training=training), (-1, t, h, w, c))
+            x = inputs + ops.reshape(
+                self.attn(tokens, training=training), (-1, t, h, w, c)
+            )
         return x + self.mlp(x, training=training)
 
     def compute_output_shape(self, input_shape):

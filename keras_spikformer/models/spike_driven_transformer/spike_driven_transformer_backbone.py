@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_spikformer.layers.remat import check_remat
 from keras_spikformer.models.backbone import (
     Backbone,
     check_finite,
@@ -87,6 +88,9 @@ class SpikeDrivenTransformerBackbone(Backbone):
             options shared by every neuron (see `LIFNeuron`).
         attention_v_threshold: float, threshold of the attention mask neuron.
             Defaults to `0.5`.
+        remat: bool, in training recompute each stem stage and every block
+            in the backward pass instead of storing their activations (less
+            memory, more compute; the same step). Defaults to `False`.
         dtype: dtype policy name or object, e.g. `"mixed_bfloat16"`.
         **kwargs: `name`, `trainable`.
 
@@ -118,6 +122,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
         decay_input=True,
         detach_reset=True,
         surrogate="sigmoid",
+        remat=False,
         dtype=None,
         **kwargs,
     ):
@@ -125,6 +130,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
             image_shape, hidden_dim, num_layers, num_heads, mlp_ratio,
             num_timesteps, pooling, encoding,
         )  # fmt: skip
+        remat = check_remat(remat)
         policy = dtype_policy(dtype)
         neurons = neuron_config(
             tau, v_threshold, v_reset, decay_input, detach_reset, surrogate
@@ -140,7 +146,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
         x = SpikeDrivenPatchSplitting(
             hidden_dim, pooling, neuron_config=neurons,
             num_timesteps=num_timesteps if encoding == "direct" else None,
-            name="patch_embed", dtype=policy,
+            remat=remat, name="patch_embed", dtype=policy,
         )(inputs)  # fmt: skip
         for i in range(num_layers):
             x = SpikeDrivenBlock(
@@ -150,6 +156,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
                 erode=erode,
                 attention_v_threshold=attention_v_threshold,
                 neuron_config=neurons,
+                remat=remat,
                 name=f"block_{i}",
                 dtype=policy,
             )(x)
@@ -174,6 +181,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
         self.decay_input = neurons["decay_input"]
         self.detach_reset = neurons["detach_reset"]
         self.surrogate = neurons["surrogate"]
+        self.remat = remat
 
     @property
     def neuron_config(self):
@@ -213,6 +221,7 @@ class SpikeDrivenTransformerBackbone(Backbone):
                 "decay_input": self.decay_input,
                 "detach_reset": self.detach_reset,
                 "surrogate": self.surrogate,
+                "remat": self.remat,
             }
         )
         return config

@@ -3,6 +3,7 @@
 import keras
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.spiking_units import TRUNC_NORMAL_INIT
 from keras_spikformer.models.spike_driven_transformer.spike_driven_transformer_attention import (
     SpikeDrivenSelfAttention,
@@ -90,7 +91,7 @@ class SpikeDrivenMLP(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class SpikeDrivenBlock(keras.layers.Layer):
+class SpikeDrivenBlock(RematMixin, keras.layers.Layer):
     """Membrane-shortcut block: `u = u + SDSA(u); u = u + MLP(u)`.
 
     Each branch starts with a LIF and ends with batch norm, so the residual
@@ -107,6 +108,9 @@ class SpikeDrivenBlock(keras.layers.Layer):
         attention_v_threshold: float, threshold of the attention mask neuron.
             Defaults to `0.5`.
         neuron_config: dict of `LIFNeuron` arguments.
+        remat: bool, in training recompute the whole block in the backward
+            pass, keeping only its input (the moving statistics still move
+            once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input/output shape: `[batch, time, height, width, hidden_dim]`.
@@ -159,6 +163,9 @@ class SpikeDrivenBlock(keras.layers.Layer):
         self.mlp.build(input_shape)
 
     def call(self, inputs, training=None):
+        return self.remat_call(self._forward, inputs, training=training)
+
+    def _forward(self, inputs, training=None):
         x = inputs + self.attn(inputs, training=training)
         return x + self.mlp(x, training=training)
 

@@ -4,6 +4,7 @@ import keras
 
 from keras_spikformer.layers.batch_norm import BatchNorm
 from keras_spikformer.layers.max_pool import max_pool_3x3_s2
+from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.spiking_units import TRUNC_NORMAL_INIT, SpikingConv2D
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
 from keras_spikformer.neurons import LIFNeuron
@@ -93,7 +94,7 @@ class MembraneRPE(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_spikformer")
-class SpikeDrivenPatchSplitting(keras.layers.Layer):
+class SpikeDrivenPatchSplitting(RematMixin, keras.layers.Layer):
     """Stem of the Spike-driven Transformer (the reference's `MS_SPS`).
 
     ```
@@ -116,6 +117,9 @@ class SpikeDrivenPatchSplitting(keras.layers.Layer):
         num_timesteps: int or `None`. When set, the layer also takes static
             images `[batch, height, width, channels]` and encodes them directly
             over `num_timesteps` steps (the first conv and BN run once).
+        remat: bool, in training recompute each stage (with its pooling) and
+            the RPE in the backward pass, keeping only their outputs (the
+            moving statistics still move once per step). Defaults to `False`.
         **kwargs: standard layer arguments.
 
     Input shape: `[batch, time, height, width, channels]` (or static images,
@@ -201,16 +205,25 @@ class SpikeDrivenPatchSplitting(keras.layers.Layer):
         num_timesteps = self.num_timesteps if static else inputs.shape[1]
         x = inputs
         for i, stage in enumerate(self.stages):
-            if i == 0 and static:  # direct encoding folded into the first stage
-                x = stage(x, training=training, num_timesteps=num_timesteps)
-            else:
-                x = stage(x, training=training)
-            if self.pooling[i] == "1":
-                x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
-        x = self.stage_3_bn(self.stage_3_conv(fold_time(x)), training=training)
-        if self.pooling[3] == "1":
-            x = max_pool_3x3_s2(x)
-        return self.rpe(unfold_time(x, num_timesteps), training=training)
+            # Direct encoding is folded into the first stage.
+            steps = num_timesteps if i == 0 and static else None
+
+            def run(x, training, stage=stage, steps=steps, pooled=self.pooling[i]):
+                x = stage(x, training=training, num_timesteps=steps)
+                if pooled == "1":
+                    x = unfold_time(max_pool_3x3_s2(fold_time(x)), num_timesteps)
+                return x
+
+            x = self.remat_call(run, x, training=training)
+
+        def stage_3(x, training):
+            x = self.stage_3_bn(self.stage_3_conv(fold_time(x)), training=training)
+            if self.pooling[3] == "1":
+                x = max_pool_3x3_s2(x)
+            return unfold_time(x, num_timesteps)
+
+        x = self.remat_call(stage_3, x, training=training)
+        return self.remat_call(self.rpe, x, training=training)
 
     def compute_output_shape(self, input_shape):
         shape = self._sequence_shape(input_shape)
