@@ -29,8 +29,12 @@ NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
             SpikingSelfAttention,
             # A low attention threshold so that every path spikes on random input
             # (at 0.5 the tiny layer's attention neuron stays silent: no gradient).
-            {"hidden_dim": 16, "num_heads": 2, "neuron_config": NEURON,
-             "attention_v_threshold": 0.05},
+            {
+                "hidden_dim": 16,
+                "num_heads": 2,
+                "neuron_config": NEURON,
+                "attention_v_threshold": 0.05,
+            },
             (4, 2, 32, 16),
             (4, 2, 32, 16),
         ),
@@ -42,8 +46,12 @@ NEURON = {"tau": 2.0, "surrogate": "sigmoid"}
         ),
         (
             SpikformerBlock,
-            {"hidden_dim": 16, "num_heads": 4, "qkv_bias": True,
-             "attention_v_threshold": 0.05},
+            {
+                "hidden_dim": 16,
+                "num_heads": 4,
+                "qkv_bias": True,
+                "attention_v_threshold": 0.05,
+            },
             (4, 2, 32, 16),
             (4, 2, 32, 16),
         ),
@@ -193,6 +201,15 @@ def test_max_pool_ties_route_gradient_like_pytorch(shape):
     )
     grad, _ = vector_jacobian(max_pool_3x3_s2, x, upstream)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch layout")
+def test_max_pool_on_torch_keeps_the_channels_last_layout():
+    # Pooled in torch's channels_last format: the result is a plain contiguous
+    # [B, H, W, C] tensor, with no transposing copies on either side.
+    x = ops.convert_to_tensor(np.random.default_rng(0).random((2, 8, 8, 5)), "float32")
+    y = max_pool_3x3_s2(x)
+    assert tuple(y.shape) == (2, 4, 4, 5) and y.is_contiguous()
 
 
 def test_batch_norm_training_step_equals_keras_batch_normalization():

@@ -146,6 +146,12 @@ class LIFNeuron(keras.layers.Layer):
         # the unrolled loop makes XLA recompute the forward recurrence inside
         # every backward fusion; this keeps H[t] and the spikes and runs one
         # reverse loop instead. Few ops per step: eager torch runs each one.
+        if keras.backend.backend() == "torch":
+            from keras_spikformer.neurons import lif_torch
+
+            if lif_torch.supports(self):
+                # Both loops as fused torch kernels; the same arithmetic.
+                return lif_torch.fire(self, inputs)
         decay = 1.0 - 1.0 / self.tau
         input_scale = 1.0 / self.tau if self.decay_input else 1.0
         threshold = self.v_threshold
