@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_spikformer import Spikformer, SpikformerBackbone
+from keras_spikformer import Spikformer
 from keras_spikformer.analysis.time_curve import time_curve
 from keras_spikformer.streaming import EarlyExit, anytime_predict
 from keras_spikformer.streaming.stream import Stream
@@ -20,7 +20,7 @@ CLOSE = 0.0 if keras.backend.backend() == "tensorflow" else 1e-5
 
 @pytest.fixture(scope="module")
 def digits_model():
-    from test_maxformer_exactness import zero_initialisers
+    from keras_spikformer.testing.tiny_models import zero_initialisers
 
     with zero_initialisers():  # the preset's weights replace them all
         return Spikformer.from_preset(PRESET, load_weights=True)
@@ -156,14 +156,9 @@ def test_each_sample_stops_at_its_own_step_with_that_steps_mean(digits_model):
 def frames_model():
     """A random event-frame Spikformer: `[batch, 3, 8, 8, 2]`. Random weights
     from numpy (JAX would compile one random kernel per weight shape)."""
-    from test_maxformer_exactness import zero_initialisers
+    from keras_spikformer.testing.tiny_models import tiny_frames_spikformer
 
-    with zero_initialisers():
-        backbone = SpikformerBackbone(
-            image_shape=(8, 8, 2), patch_size=4, hidden_dim=16, num_layers=1,
-            num_heads=2, num_timesteps=3, encoding="frames",
-        )  # fmt: skip
-        model = Spikformer(backbone, num_classes=4)
+    model = tiny_frames_spikformer(num_timesteps=3, num_classes=4)
     rng = np.random.default_rng(1)
     for variable in model.trainable_weights:
         scale = 1.0 if len(variable.shape) == 1 else 0.5

@@ -8,11 +8,8 @@ float32; the max pools see many tied windows, so the gradients check
 PyTorch's first-maximum routing.
 """
 
-import contextlib
 import json
-from unittest import mock
 
-import keras
 import numpy as np
 from conftest import images_of, load_fixture, state_dict_of
 from keras import ops
@@ -22,31 +19,9 @@ from keras_spikformer.convert import maxformer_weights
 from keras_spikformer.convert.reference_weights import load_reference_weights
 from keras_spikformer.models.maxformer import MaxFormer, MaxFormerBackbone
 from keras_spikformer.testing import loss_and_gradients
+from keras_spikformer.testing.tiny_models import zero_initialisers
 
 FIXTURE = "maxformer_small"
-
-
-@contextlib.contextmanager
-def zero_initialisers():
-    """Random initialisers return numpy zeros while the model is built.
-
-    Every variable is then overwritten by the fixture (`report.ok` checks
-    that none is missing); JAX would otherwise compile one random kernel per
-    weight shape, most of this file's time on that backend.
-    """
-
-    def zeros(self, shape, dtype=None):
-        return np.zeros(shape, dtype or "float32")
-
-    classes = (
-        keras.initializers.TruncatedNormal,
-        keras.initializers.VarianceScaling,
-        keras.initializers.RandomUniform,
-    )
-    with contextlib.ExitStack() as stack:
-        for cls in classes:
-            stack.enter_context(mock.patch.object(cls, "__call__", zeros))
-        yield
 
 
 def fixture_model():

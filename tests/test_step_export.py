@@ -6,15 +6,16 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from test_maxformer_exactness import zero_initialisers
 
-from keras_spikformer import Spikformer
 from keras_spikformer.inference import export as export_module
-from keras_spikformer.models.spikformer.spikformer_backbone import SpikformerBackbone
 from keras_spikformer.streaming import (
     export_step,
     initial_step_state,
     state_from_outputs,
+)
+from keras_spikformer.testing.tiny_models import (
+    tiny_frames_spikformer,
+    zero_initialisers,
 )
 
 BACKEND = keras.backend.backend()
@@ -27,12 +28,7 @@ def trained_like_model():
     """A tiny event-frame Spikformer whose neurons fire: random kernels,
     gammas, betas, biases and moving statistics (an untrained model's
     initialisation keeps most neurons silent)."""
-    with zero_initialisers():  # all overwritten below (JAX: no compiles)
-        backbone = SpikformerBackbone(
-            image_shape=(8, 8, 2), patch_size=4, hidden_dim=16, num_layers=1,
-            num_heads=2, num_timesteps=2, encoding="frames",
-        )  # fmt: skip
-        model = Spikformer(backbone, num_classes=3)
+    model = tiny_frames_spikformer(num_timesteps=2, num_classes=3)  # zeros
     rng = np.random.default_rng(0)
     for variable in model.weights:
         shape, path = variable.shape, variable.path

@@ -4,22 +4,19 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from test_maxformer_exactness import zero_initialisers
 from test_streaming_exactness import multi_step, stepwise
 
-from keras_spikformer import ImageClassifier, Spikformer
-from keras_spikformer.models.spikformer.spikformer_backbone import SpikformerBackbone
+from keras_spikformer import ImageClassifier
 from keras_spikformer.neurons import CarriedMembranes
+from keras_spikformer.testing.tiny_models import (
+    tiny_frames_spikformer,
+    zero_initialisers,
+)
 
 
 def frames_model(num_timesteps=3):
     """A tiny event-frame Spikformer whose weights lie on a 1/8 grid (sums exact)."""
-    with zero_initialisers():  # numpy weights below: no random kernels to compile
-        backbone = SpikformerBackbone(
-            image_shape=(8, 8, 2), patch_size=4, hidden_dim=16, num_layers=1,
-            num_heads=2, num_timesteps=num_timesteps, encoding="frames",
-        )  # fmt: skip
-        model = Spikformer(backbone, num_classes=5)
+    model = tiny_frames_spikformer(num_timesteps, num_classes=5)
     rng = np.random.default_rng(3)
     for v in model.weights:
         if "moving_variance" in v.path:

@@ -20,7 +20,7 @@ EXACT = 0.0 if keras.backend.backend() == "tensorflow" else 1e-5
 def _zero_initialisers():
     """Every variable is overwritten by a fixture: skip the random kernels
     (JAX compiles one per weight shape)."""
-    from test_maxformer_exactness import zero_initialisers
+    from keras_spikformer.testing.tiny_models import zero_initialisers
 
     with zero_initialisers():
         yield
