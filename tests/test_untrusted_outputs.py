@@ -146,7 +146,9 @@ def test_evaluate_output_never_replaces_metrics(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, monkeypatch, capsys, name):
     signum = getattr(signal, name)
-    previous = signal.getsignal(signum)
+    # Under `nohup` SIGHUP starts ignored, and the CLI keeps an ignored signal
+    # ignored: start from the default disposition, as in a terminal session.
+    original = signal.signal(signum, signal.SIG_DFL)
 
     def command(args):
         with atomic_directory(tmp_path / "out") as tmp:
@@ -156,7 +158,10 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, monkeypatch, capsys, 
 
     monkeypatch.setitem(cli.COMMANDS, "convert", (cli.COMMANDS["convert"][0], command))
     args = cli.build_parser().parse_args(["convert", "x.pth", "--output", "out"])
-    assert cli.run(args) == 128 + signum
-    assert "interrupted" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []  # no .out.tmp-* directory left
-    assert signal.getsignal(signum) == previous  # handlers restored
+    try:
+        assert cli.run(args) == 128 + signum
+        assert "interrupted" in capsys.readouterr().err
+        assert list(tmp_path.iterdir()) == []  # no .out.tmp-* directory left
+        assert signal.getsignal(signum) is signal.SIG_DFL  # handlers restored
+    finally:
+        signal.signal(signum, original)
