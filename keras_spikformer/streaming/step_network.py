@@ -1,5 +1,7 @@
 """The one-step copy of a classifier and its pure step function."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -84,10 +86,11 @@ class StepNetwork:
     def __init__(self, model, batch_size):
         if (
             isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
+            or not isinstance(batch_size, numbers.Integral)
             or batch_size < 1
         ):
             raise ValueError(f"`batch_size` must be an int >= 1; got {batch_size!r}.")
+        batch_size = int(batch_size)
         self.batch_size = batch_size
         self.model = single_step_copy(model)
         self.uses_frames = len(self.model.inputs[0].shape) == 5

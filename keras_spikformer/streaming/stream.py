@@ -43,7 +43,7 @@ class Stream:
                 f"`jit_compile` must be 'auto', True or False; got {jit_compile!r}."
             )
         self.network = StepNetwork(model, batch_size)
-        self.batch_size = batch_size
+        self.batch_size = self.network.batch_size
         initial = self.network.initial_state()
         self._structure = initial
         self.state_variables = [
