@@ -51,3 +51,16 @@ def state_dict_of(npz):
 def images_of(npz):
     """The fixture's NCHW input batch as NHWC."""
     return npz["input"].transpose(0, 2, 3, 1)
+
+
+def hide_package(monkeypatch, name):
+    """Makes `importlib.util.find_spec(name)` answer `None`: the package looks
+    uninstalled to code that checks before importing (e.g. export's extras)."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda package, *args: None if package == name else find_spec(package, *args),
+    )

@@ -6,11 +6,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import images_of
+from conftest import hide_package, images_of
 from test_reference_exactness import fixture_model
 
 from keras_spikformer import Spikformer
-from keras_spikformer.inference import export as export_module
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -97,11 +96,6 @@ def test_missing_export_packages_are_named(monkeypatch, tmp_path):
     model = Spikformer.from_preset(
         "spikformer_tiny_digits", load_weights=False, preprocessor=None
     )
-    find_spec = export_module.importlib.util.find_spec
-    monkeypatch.setattr(
-        export_module.importlib.util,
-        "find_spec",
-        lambda name: None if name == "onnx" else find_spec(name),
-    )
+    hide_package(monkeypatch, "onnx")
     with pytest.raises(ImportError, match=r"needs onnx.*pip install onnx"):
         model.export(str(tmp_path / "m.onnx"), format="onnx")

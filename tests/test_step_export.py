@@ -5,9 +5,9 @@ the Keras stream's outputs at every step."""
 import keras
 import numpy as np
 import pytest
+from conftest import hide_package
 from keras import ops
 
-from keras_spikformer.inference import export as export_module
 from keras_spikformer.streaming import (
     export_step,
     initial_step_state,
@@ -149,12 +149,7 @@ def test_refusals_name_the_problem(stream_and_reference, tmp_path, monkeypatch):
         with pytest.raises(NotImplementedError, match="TensorFlow or torch"):
             export_step(stream, tmp_path / "step.onnx", format="onnx")
     else:
-        find_spec = export_module.importlib.util.find_spec
-        monkeypatch.setattr(
-            export_module.importlib.util,
-            "find_spec",
-            lambda name: None if name == "onnx" else find_spec(name),
-        )
+        hide_package(monkeypatch, "onnx")
         with pytest.raises(ImportError, match=r"needs onnx.*pip install onnx"):
             export_step(stream, tmp_path / "step.onnx", format="onnx")
     assert not any((tmp_path / name).exists() for name in ("a", "saved", "step.onnx"))

@@ -12,7 +12,7 @@ from keras_spikformer.inference.export import (
     _check_target,
 )
 from keras_spikformer.streaming.step_network import StepNetwork
-from keras_spikformer.streaming.stream import Stream, _named_leaves, _unflatten
+from keras_spikformer.streaming.stream import Stream
 
 STATE_PREFIX = "state_"
 NEXT_PREFIX = "next_"
@@ -56,8 +56,7 @@ def state_names(network):
     `"sum_{i}"`, the step count `"steps"`; any character other than letters,
     digits and `_` becomes `_`.
     """
-    names = [name for name, _ in _named_leaves(network.initial_state())]
-    names = [re.sub(r"[^A-Za-z0-9_]", "_", name) for name in names]
+    names = [re.sub(r"[^A-Za-z0-9_]", "_", name) for name in network.state_names()]
     if len(set(names)) != len(names):
         raise ValueError(f"Two state tensors get the same exported name: {names}.")
     return names
@@ -184,7 +183,7 @@ def _check_backend(format):
 
 
 def _initial_arrays(network):
-    leaves = [value for _, value in _named_leaves(network.initial_state())]
+    leaves = network.flatten_state(network.initial_state())
     return {
         STATE_PREFIX + name: ops.convert_to_numpy(value).astype("float32")
         for name, value in zip(state_names(network), leaves, strict=True)
@@ -193,11 +192,9 @@ def _initial_arrays(network):
 
 def _flat_step(network, names, x_t, leaves):
     """`network.step` on flat leaves; returns the named outputs in order."""
-    structure = network.initial_state()
-    new_state, outputs = network.step(_unflatten(structure, list(leaves)), x_t)
+    new_state, outputs = network.step(network.unflatten_state(list(leaves)), x_t)
     flat = {key: outputs[key] for key in ("logits", "mean_logits", "steps")}
-    new_leaves = [value for _, value in _named_leaves(new_state)]
-    for name, value in zip(names, new_leaves, strict=True):
+    for name, value in zip(names, network.flatten_state(new_state), strict=True):
         flat[NEXT_PREFIX + STATE_PREFIX + name] = value
     return flat
 

@@ -136,6 +136,31 @@ class StepNetwork:
             "steps": ops.zeros((), "float32"),
         }
 
+    def state_names(self):
+        """Names of the state's leaves, in `flatten_state` order: a membrane
+        `"{k:03d}/{layer}"` is `"membrane_{k:03d}_{layer}"`, then `"sum_{i}"`
+        and `"steps"`."""
+        membranes, sums = self._specs
+        names = [f"membrane_{key.replace('/', '_')}" for key in membranes]
+        return names + [f"sum_{i}" for i in range(len(sums))] + ["steps"]
+
+    @staticmethod
+    def flatten_state(state):
+        """The state's tensors as a list: membranes, sums, then steps."""
+        return (
+            list(state["membranes"].values()) + list(state["sums"]) + [state["steps"]]
+        )
+
+    def unflatten_state(self, leaves):
+        """The state dict of `flatten_state`'s list (this network's structure)."""
+        keys = list(self._specs[0])
+        n, m = len(keys), len(self._specs[1])
+        return {
+            "membranes": dict(zip(keys, leaves[:n], strict=True)),
+            "sums": list(leaves[n : n + m]),
+            "steps": leaves[n + m],
+        }
+
     def _features(self, x_t, variables=None):
         x = ops.expand_dims(x_t, 1) if self.uses_frames else x_t
         if variables is None:

@@ -44,11 +44,14 @@ class Stream:
             )
         self.network = StepNetwork(model, batch_size)
         self.batch_size = self.network.batch_size
-        initial = self.network.initial_state()
-        self._structure = initial
+        network = self.network
         self.state_variables = [
             keras.Variable(value, trainable=False, name=name, dtype="float32")
-            for name, value in _named_leaves(initial)
+            for name, value in zip(
+                network.state_names(),
+                network.flatten_state(network.initial_state()),
+                strict=True,
+            )
         ]
         backend = keras.backend.backend()
         compile_here = jit_compile is True or (
@@ -64,12 +67,14 @@ class Stream:
     @property
     def state(self):
         """The current state, the structure `step_function` takes and returns."""
-        return _unflatten(self._structure, [v.value for v in self.state_variables])
+        return self.network.unflatten_state([v.value for v in self.state_variables])
 
     def reset_state(self):
         """Starts a new sequence: membranes at rest, running sums and steps at 0."""
         for variable, value in zip(
-            self.state_variables, _leaves(self.network.initial_state()), strict=True
+            self.state_variables,
+            self.network.flatten_state(self.network.initial_state()),
+            strict=True,
         ):
             variable.assign(value)
 
@@ -87,7 +92,8 @@ class Stream:
         """
         x_t = self._check(x_t)
         state, outputs = self._step(self.state, x_t)
-        for variable, value in zip(self.state_variables, _leaves(state), strict=True):
+        leaves = self.network.flatten_state(state)
+        for variable, value in zip(self.state_variables, leaves, strict=True):
             variable.assign(value)
         return outputs
 
@@ -155,23 +161,3 @@ class Stream:
                 "size with model.stream(batch_size=...)."
             )
         return ops.cast(ops.convert_to_tensor(x_t), "float32")
-
-
-def _named_leaves(state):
-    names = [f"membrane_{key.replace('/', '_')}" for key in state["membranes"]]
-    names += [f"sum_{i}" for i in range(len(state["sums"]))] + ["steps"]
-    return list(zip(names, _leaves(state), strict=True))
-
-
-def _leaves(state):
-    return list(state["membranes"].values()) + list(state["sums"]) + [state["steps"]]
-
-
-def _unflatten(structure, leaves):
-    keys = list(structure["membranes"])
-    n, m = len(keys), len(structure["sums"])
-    return {
-        "membranes": dict(zip(keys, leaves[:n], strict=True)),
-        "sums": list(leaves[n : n + m]),
-        "steps": leaves[n + m],
-    }
