@@ -1,6 +1,6 @@
 """Where the time of one compiled JAX training step goes, per XLA:CPU thunk.
 
-Traces `--steps` training steps of a Spikformer preset with `jax.profiler`,
+Traces `--steps` training steps of a zoo preset (any family) with `jax.profiler`,
 reads the XLA thunk events from the trace and joins them with the optimised
 HLO (dumped to `--dump-dir`), then prints the time per step grouped by layer
 (the `op_name` of each fusion: `fwd` / `bwd`, e.g. `block_*/mlp/fc1`) and
@@ -132,12 +132,12 @@ def main(argv=None):
     ).strip()
     import jax
 
-    from keras_spikformer import Spikformer
+    from keras_spikformer import ImageClassifier
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from throughput import compile_for_training, random_batch
 
-    model = Spikformer.from_preset(args.preset, load_weights=False)
+    model = ImageClassifier.from_preset(args.preset, load_weights=False)
     x, y = random_batch(model, args.batch_size)
     compile_for_training(model, jit_compile=True)
     for _ in range(2):  # compile, then one warm step

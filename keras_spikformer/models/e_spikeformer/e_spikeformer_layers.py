@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.depthwise_conv import DepthwiseConv2D
 from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.time_folding import fold_time, unfold_time
 from keras_spikformer.models.e_spikeformer.e_spikeformer_init import HostFanInUniform
@@ -222,7 +223,7 @@ class ESpikeFormerSepConv(ESpikeFormerLayer):
         )
         self.pwconv1 = dense(hidden, "pwconv1", init, dtype)
         self.bn1 = BatchNorm(name="bn1", dtype=dtype)
-        self.dwconv = keras.layers.DepthwiseConv2D(
+        self.dwconv = DepthwiseConv2D(
             self.kernel_size, padding="same", use_bias=False,
             depthwise_initializer=fresh(init), name="dwconv", dtype=dtype,
         )  # fmt: skip

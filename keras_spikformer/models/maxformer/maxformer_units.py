@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
 from keras_spikformer.layers.dense import Dense
+from keras_spikformer.layers.depthwise_conv import DepthwiseConv2D
 from keras_spikformer.layers.max_pool import max_pool_3x3_s2
 from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT, TRUNC_NORMAL_INIT
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
@@ -76,7 +77,7 @@ class MembraneUnit(keras.layers.Layer):
             "dtype": policy,
         }
         if self.synapse_type == "depthwise":
-            return keras.layers.DepthwiseConv2D(
+            return DepthwiseConv2D(
                 self.kernel_size, depthwise_initializer=TRUNC_NORMAL_INIT, **common
             )
         return keras.layers.Conv2D(

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.depthwise_conv import DepthwiseConv2D
 from keras_spikformer.layers.remat import RematMixin
 from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT
 from keras_spikformer.layers.time_folding import fold_time, folded_shape, unfold_time
@@ -82,7 +83,7 @@ class MetaSpikeFormerSepConv(_SpikingBlockBase):
         )  # fmt: skip
         self.bn1 = BatchNorm(name="bn1", dtype=dtype)
         self.lif2 = neuron("lif2", self.neuron_config, dtype)
-        self.dwconv = keras.layers.DepthwiseConv2D(
+        self.dwconv = DepthwiseConv2D(
             self.kernel_size, padding="same", use_bias=False,
             depthwise_initializer=fresh(init), name="dwconv", dtype=dtype,
         )  # fmt: skip

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_spikformer.layers.batch_norm import BatchNorm
+from keras_spikformer.layers.depthwise_conv import DepthwiseConv2D
 from keras_spikformer.layers.spiking_units import TORCH_DEFAULT_INIT
 
 
@@ -134,7 +135,7 @@ class MetaSpikeFormerRepConv(keras.layers.Layer):
             dtype=dtype,
         )  # fmt: skip
         self.bn_pad = MetaSpikeFormerBNAndPad(1, name="bn_pad", dtype=dtype)
-        self.depthwise = keras.layers.DepthwiseConv2D(
+        self.depthwise = DepthwiseConv2D(
             3, use_bias=False, depthwise_initializer=fresh(init), name="depthwise",
             dtype=dtype,
         )  # fmt: skip
