@@ -25,6 +25,7 @@ from keras_spikformer.models.qkformer import (
     QKFormerPatchEmbedding,
     QKTokenAttention,
 )
+from keras_spikformer.models.qkformer.qkformer_attention import UNROLLED_STEPS
 from keras_spikformer.preset_builder import count_trainable_params
 from keras_spikformer.testing import (
     run_layer_test,
@@ -78,12 +79,17 @@ def test_layer_contract(cls, kwargs, input_shape, output_shape):
     )  # fmt: skip
 
 
-def test_batch_spanning_neuron_steps_through_time_major_batch():
+# Batch 3 (12 steps) is unrolled; batch 10 (40 steps) is longer than
+# UNROLLED_STEPS, a scan on JAX: both are the same neuron.
+@pytest.mark.parametrize("batch", [3, 10])
+def test_batch_spanning_neuron_steps_through_time_major_batch(batch):
     """Equal to a LIF run over the `(t0, b0), (t0, b1), ..., (t1, b0)` sequence."""
-    x = np.random.default_rng(0).normal(0.8, 1.0, (3, 4, 5)).astype("float32")
+    steps = 4 * batch
+    assert (steps > UNROLLED_STEPS) == (batch == 10)
+    x = np.random.default_rng(0).normal(0.8, 1.0, (batch, 4, 5)).astype("float32")
     upstream = np.random.default_rng(1).normal(size=x.shape).astype("float32")
-    sequence = np.swapaxes(x, 0, 1).reshape(1, 12, 5)  # [1, T*B, ...], T-major
-    to_sequence = lambda y: ops.reshape(ops.transpose(y, (1, 0, 2)), (1, 12, 5))  # noqa: E731
+    sequence = np.swapaxes(x, 0, 1).reshape(1, steps, 5)  # [1, T*B, ...], T-major
+    to_sequence = lambda y: ops.reshape(ops.transpose(y, (1, 0, 2)), (1, steps, 5))  # noqa: E731
 
     spanning, plain = BatchSpanningLIFNeuron(), LIFNeuron()
     ours = ops.convert_to_numpy(to_sequence(spanning(x)))
@@ -91,10 +97,10 @@ def test_batch_spanning_neuron_steps_through_time_major_batch():
     assert 0 < ours.mean() < 1
 
     grad, _ = vector_jacobian(spanning, x, upstream)
-    up_seq = np.swapaxes(upstream, 0, 1).reshape(1, 12, 5)
+    up_seq = np.swapaxes(upstream, 0, 1).reshape(1, steps, 5)
     grad_seq, _ = vector_jacobian(plain, sequence, up_seq)
     np.testing.assert_allclose(
-        np.swapaxes(grad, 0, 1).reshape(1, 12, 5), grad_seq, rtol=1e-6, atol=1e-7
+        np.swapaxes(grad, 0, 1).reshape(1, steps, 5), grad_seq, rtol=1e-6, atol=1e-7
     )
 
 
