@@ -30,8 +30,8 @@ def _gradients(x, upstream, kernel, pads):
     """The input and kernel gradients of `_correlate(pad(x, pads), kernel)`.
 
     `d x` is the correlation of the output gradient, padded by the complement
-    of `pads` (`k - 1 - pad` on each side), with the flipped kernel; `d kernel[i, j, c] = sum_nhw padded[n, h + i, w + j, c] *
-    upstream[n, h, w, c]`. Both run in an `ops.fori_loop` over the images: an
+    of `pads` (`k - 1 - pad` on each side), with the flipped kernel;
+    `d kernel[i, j, c] = sum_nhw padded[n, h + i, w + j, c] * upstream[n, h, w, c]`. Both run in an `ops.fori_loop` over the images: an
     image and its gradient stay in the CPU's cache for all k * k taps (2.5x
     faster than k * k passes over the whole batch), and `d x` is the loop's
     buffer, which XLA cannot fuse into its consumers (fused into the LIF
